@@ -1,0 +1,7 @@
+"""dseh_jax: Deep Joint Semantic-Embedding Hashing (DSEH, IJCAI 2018) in JAX/Flax.
+
+Modules: ``models`` (LabNet, ImgNet, CNN-F), ``losses``, ``optim``, ``train_steps``
+(pmap-able steps), ``train`` (the alternating trainer), ``evaluation``, ``data``,
+``configs``.
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,14 @@
+"""MS-COCO 2014, 80 categories (SPEC §6): 5,000 query, 10,000 train, rest database."""
+from dseh_jax.configs.base import get_base_config, use_code_choices
+
+
+def get_config(choices: str = "paper"):
+  c = get_base_config()
+  c.data.name = "coco"
+  c.labnet.epochs_per_round = (40, 30, 20)   # code
+  c.imgnet.epochs_per_round = (40, 40, 40)   # code
+  c.imgnet.optimizer.lr = 10 ** -3.5         # code
+  c.eval.top_k = 5000                        # HashNet protocol
+  if choices == "code":
+    use_code_choices(c, labnet_s=0.8)
+  return c

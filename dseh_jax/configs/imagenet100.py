@@ -1,0 +1,16 @@
+"""ImageNet-100, single label (SPEC §6): 50/class query, 100/class train."""
+from dseh_jax.configs.base import get_base_config, use_code_choices
+
+
+def get_config(choices: str = "paper"):
+  c = get_base_config()
+  c.data.name = "imagenet100"
+  c.labnet.epochs_per_round = (4, 3, 2)      # code
+  c.labnet.loss.s = 5.0                      # paper: S ∈ {0, 5}; code s = 5
+  c.imgnet.epochs_per_round = (40, 40, 40)   # code
+  c.imgnet.optimizer.lr = 10 ** -4.5         # code
+  c.eval.top_k = 1000                        # HashNet protocol
+  if choices == "code":
+    use_code_choices(c, labnet_s=5.0, labnet_weights={"j1": 0.0, "j2": 1.0, "j3": 1.0, "j4": 0.1},
+                     one_rate=True)
+  return c

@@ -1,0 +1,467 @@
+"""DSEH's alternating trainer (SPEC §5, Algorithm 1) with exact resume.
+
+    for round r in 0..R-1:
+        LabNet phase: buffers = N(0, 1) noise (r = 0) or (F_v, sign(H_v)) of ImgNet (r > 0);
+                      epochs of labnet_train_step
+        F_l, H_l = LabNet over all training labels; h' = (sign(H_l) + 1) / 2
+        ImgNet phase: epochs of imgnet_train_step against (F_l, h')
+        H_v, F_v = ImgNet over all training inputs
+    B = sign(H_v); query and database codes = sign(ImgNet logits)
+
+The trainer checkpoints after every ``checkpoint_every_epochs`` epochs and at the end of
+every phase. Everything a later epoch depends on is either in the checkpoint (both train
+states, LabNet's buffers, the PRNG key, the metrics history) or a pure function of it (the
+ImgNet targets from LabNet's parameters; the next round's buffers from ImgNet's
+parameters; each epoch's sample order from ``(seed, bits, epoch number)``), so a resumed
+run ends with the same codes as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from dseh_jax import evaluation, models, optim
+from dseh_jax import train_steps as ts
+from dseh_jax.checkpointing import RunCheckpointer
+from dseh_jax.data.splits import RetrievalData
+
+log = logging.getLogger("dseh_jax")
+
+LABNET, IMGNET = "labnet", "imgnet"
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  round: int
+  network: str        # LABNET or IMGNET
+  epochs: int
+  first_epoch: int    # index of this phase's first epoch in the whole run
+
+
+def make_plan(config: ml_collections.ConfigDict) -> list[Phase]:
+  """The run's phases in order: LabNet then ImgNet, for every round."""
+  lab, img = tuple(config.labnet.epochs_per_round), tuple(config.imgnet.epochs_per_round)
+  if len(lab) != len(img) or not lab:
+    raise ValueError(f"labnet.epochs_per_round {lab} and imgnet.epochs_per_round {img} "
+                     "must list the same (non-zero) number of rounds")
+  plan, first = [], 0
+  for r, (el, ev) in enumerate(zip(lab, img)):
+    for network, epochs in ((LABNET, el), (IMGNET, ev)):
+      plan.append(Phase(r, network, int(epochs), first))
+      first += int(epochs)
+  return plan
+
+
+def steps_per_epoch(num_train: int, batch_size: int, network: str) -> int:
+  """Full batches per epoch (a fresh permutation each epoch covers the remainder later)."""
+  if batch_size > num_train:
+    raise ValueError(f"{network}.batch_size={batch_size} exceeds the {num_train} training "
+                     "points")
+  return num_train // batch_size
+
+
+def make_schedule(net_cfg, num_train: int, network: str):
+  """Step → learning rate of one network (``net_cfg`` = ``config.labnet`` or ``.imgnet``)."""
+  opt = net_cfg.optimizer
+  return optim.round_epoch_schedule(
+      opt.lr, steps_per_epoch(num_train, net_cfg.batch_size, network),
+      net_cfg.epochs_per_round, decay_every=opt.decay_every,
+      decay_factor=opt.decay_factor, decay_each_round=opt.decay_each_round)
+
+
+def _optimizer_for(net_cfg, num_train: int, network: str):
+  opt = net_cfg.optimizer
+  return optim.make_optimizer(
+      name=opt.name, schedule=make_schedule(net_cfg, num_train, network),
+      group_multipliers={optim.PRETRAINED: opt.lr_mult_pretrained,
+                         optim.NEW: opt.lr_mult_new},
+      clip=opt.clip or None, momentum=opt.momentum, weight_decay=opt.weight_decay)
+
+
+def create_labnet_state(config: ml_collections.ConfigDict, num_classes: int,
+                        num_bits: int, num_train: int, key: jax.Array) -> ts.TrainState:
+  """LabNet (SPEC §3) with its optimiser; ``config`` is the whole run config."""
+  c = config.labnet
+  model = models.LabNet(num_bits=num_bits, num_classes=num_classes,
+                        hidden_units=c.hidden_units, semantic_units=c.semantic_units,
+                        lrn=models.LRNParams() if c.lrn else None,
+                        label_activation=c.label_activation,
+                        init_std=c.init_std or None)
+  params = model.init(key, jnp.zeros((1, num_classes), jnp.float32))["params"]
+  return ts.TrainState.create(apply_fn=model.apply, params=params,
+                              tx=_optimizer_for(c, num_train, LABNET))
+
+
+def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[int, ...],
+                        num_bits: int, num_train: int, key: jax.Array) -> ts.TrainState:
+  """ImgNet (SPEC §4) with its masked optimiser; ``backbone="none"`` is feature mode."""
+  c = config.imgnet
+  if c.backbone != "none" and c.backbone not in models.BACKBONES:
+    raise ValueError(f"imgnet.backbone={c.backbone!r}; expected 'none' or one of "
+                     f"{sorted(models.BACKBONES)}")
+  if c.backbone == "none" and len(input_shape) != 1:
+    raise ValueError(f"imgnet.backbone='none' (feature mode) needs [n, d] inputs; the data "
+                     f"has items of shape {input_shape}")
+  if c.pretrained_weights:
+    raise ValueError(f"imgnet.pretrained_weights={c.pretrained_weights!r}: reading "
+                     "MatConvNet weights is not available in this version; leave it empty "
+                     "to train the backbone from its random initialisation")
+  model = models.ImgNet(num_bits=num_bits,
+                        backbone=None if c.backbone == "none" else models.BACKBONES[c.backbone],
+                        semantic_units=c.semantic_units,
+                        hash_from_pre_relu=c.hash_from_pre_relu,
+                        dropout_rate=c.dropout_rate)
+  params = model.init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32))["params"]
+  return ts.TrainState.create(apply_fn=model.apply, params=params,
+                              tx=_optimizer_for(c, num_train, IMGNET))
+
+
+def labnet_loss_kwargs(config) -> dict[str, Any]:
+  c = config.labnet.loss
+  return dict(weights=dict(c.weights), s=c.s, half=c.half, reduction=c.reduction)
+
+
+def imgnet_loss_kwargs(config) -> dict[str, Any]:
+  c = config.imgnet.loss
+  return dict(weights=dict(c.weights), s=c.s, half=c.half, logit_scale=c.logit_scale,
+              target_factor=c.target_factor, reduction=c.reduction)
+
+
+@dataclasses.dataclass
+class RunResult:
+  """Codes in ``{-1, +1}`` (int8) and the metrics of one bit length."""
+  num_bits: int
+  train_codes: np.ndarray
+  query_codes: np.ndarray
+  database_codes: np.ndarray
+  metrics: dict[str, Any]
+  history: list[dict[str, Any]]
+
+
+class DSEHTrainer:
+  """Trains DSEH at one code length on one dataset, checkpointing under ``workdir``."""
+
+  def __init__(self, config: ml_collections.ConfigDict, data: RetrievalData, num_bits: int,
+               workdir: str, *, progress: bool = True):
+    self.config, self.data, self.num_bits = config, data, int(num_bits)
+    self.workdir, self.progress = workdir, progress
+    self.devices = jax.local_devices()
+    self.num_devices = len(self.devices)
+    for net in (config.labnet, config.imgnet):
+      if net.batch_size % self.num_devices:
+        raise ValueError(f"batch size {net.batch_size} is not divisible by the "
+                         f"{self.num_devices} local devices")
+    self.plan = make_plan(config)
+    self.total_epochs = sum(p.epochs for p in self.plan)
+    self.num_train = len(data.train)
+    self.key = jax.random.fold_in(jax.random.PRNGKey(config.seed), self.num_bits)
+    k_lab, k_img, self.bank_key = jax.random.split(self.key, 3)
+    self.labnet = create_labnet_state(config, data.num_classes, self.num_bits,
+                                      self.num_train, k_lab)
+    self.imgnet = create_imgnet_state(config, data.input_shape, self.num_bits,
+                                      self.num_train, k_img)
+    self.schedules = {net: make_schedule(getattr(config, net), self.num_train, net)
+                      for net in (LABNET, IMGNET)}
+    self.p_labnet_step = ts.pmap_step(ts.labnet_train_step,
+                                      loss_kwargs=labnet_loss_kwargs(config))
+    self.p_imgnet_step = ts.pmap_step(ts.imgnet_train_step,
+                                      loss_kwargs=imgnet_loss_kwargs(config),
+                                      flip=bool(config.imgnet.random_flip))
+    self.p_labnet_predict = ts.make_predict_fn(self.labnet.apply_fn)
+    self.p_imgnet_predict = ts.make_predict_fn(self.imgnet.apply_fn)
+    self.history: list[dict[str, Any]] = []
+    self.checkpointer = RunCheckpointer(f"{workdir}/checkpoints",
+                                        max_to_keep=config.checkpoints_to_keep)
+    self._train_labels = data.train.labels.astype(np.float32)
+    self._distinct_label_sets = int(np.unique(data.train.labels, axis=0).shape[0])
+
+  # ------------------------------------------------------------------ encoding
+
+  def labnet_outputs(self, labnet_rep, labels: np.ndarray) -> models.LabNetOutputs:
+    return ts.predict_in_batches(self.p_labnet_predict, labnet_rep.params, labels,
+                                 self.config.eval.batch_size, self.num_devices)
+
+  def imgnet_outputs(self, imgnet_rep, inputs: np.ndarray) -> models.ImgNetOutputs:
+    return ts.predict_in_batches(self.p_imgnet_predict, imgnet_rep.params, inputs,
+                                 self.config.eval.batch_size, self.num_devices)
+
+  def labnet_map(self, labnet_rep) -> float:
+    """``map_l``: retrieval of database labels by query labels through LabNet's codes."""
+    q = self.labnet_outputs(labnet_rep, self.data.query.labels).codes
+    db_labels, inverse = np.unique(self.data.database.labels, axis=0, return_inverse=True)
+    db = self.labnet_outputs(labnet_rep, db_labels).codes[inverse.reshape(-1)]
+    return evaluation.mean_average_precision(
+        evaluation.binarize(q), evaluation.binarize(db), self.data.query.labels,
+        self.data.database.labels)
+
+  def _initial_bank(self, phase: Phase, labnet_rep, imgnet_rep) -> ts.PointBank:
+    """The bank at the start of ``phase`` (SPEC §3 buffer semantics, §5)."""
+    labels = self._train_labels
+    if phase.network == IMGNET:
+      out = self.labnet_outputs(labnet_rep, labels)
+      targets = (evaluation.binarize(out.codes).astype(np.float32) + 1.0) / 2.0
+      return ts.PointBank(out.semantic, targets, labels)
+    if phase.round == 0:
+      k_f, k_h = jax.random.split(self.bank_key)
+      n, d = self.num_train, self.config.labnet.semantic_units
+      return ts.PointBank(np.asarray(jax.random.normal(k_f, (n, d))),
+                          np.asarray(jax.random.normal(k_h, (n, self.num_bits))), labels)
+    out = self.imgnet_outputs(imgnet_rep, self.data.train.inputs)
+    return ts.PointBank(out.semantic,
+                        evaluation.binarize(out.hash_logits).astype(np.float32), labels)
+
+  # ------------------------------------------------------------------ checkpoints
+
+  def _checkpoint_state(self, labnet, imgnet, bank: ts.PointBank) -> dict[str, Any]:
+    return {"labnet": labnet, "imgnet": imgnet,
+            "bank": {"semantic": bank.semantic, "codes": bank.codes}, "key": self.key}
+
+  def _save(self, epochs_done: int, labnet_rep, imgnet_rep, bank_rep) -> None:
+    state = self._checkpoint_state(ts.unreplicate(labnet_rep), ts.unreplicate(imgnet_rep),
+                                   ts.unreplicate(bank_rep))
+    meta = {"epochs_done": epochs_done, "num_bits": self.num_bits,
+            "config": json.loads(self.config.to_json()), "history": self.history}
+    self.checkpointer.save(epochs_done, state, meta)
+
+  def _restore(self) -> tuple[int, Any, Any, Optional[ts.PointBank]]:
+    step = self.checkpointer.latest_step()
+    if step is None:
+      return 0, self.labnet, self.imgnet, None
+    n, d = self.num_train, self.config.labnet.semantic_units
+    like_bank = ts.PointBank(np.zeros((n, d), np.float32),
+                             np.zeros((n, self.num_bits), np.float32), self._train_labels)
+    like = self._checkpoint_state(self.labnet, self.imgnet, like_bank)
+    state, meta = self.checkpointer.restore(step, like)
+    saved_config = meta["config"]
+    if saved_config != json.loads(self.config.to_json()):
+      raise ValueError(f"{self.workdir}/checkpoints holds a run with a different config; "
+                       "use another workdir or the same config to resume")
+    if not np.array_equal(np.asarray(state["key"]), np.asarray(self.key)):
+      raise ValueError(f"{self.workdir}/checkpoints holds a run with another seed")
+    self.history = list(meta["history"])
+    bank = ts.PointBank(state["bank"]["semantic"], state["bank"]["codes"], self._train_labels)
+    log.info("resuming %d-bit run after epoch %d of %d", self.num_bits,
+             meta["epochs_done"], self.total_epochs)
+    return int(meta["epochs_done"]), state["labnet"], state["imgnet"], bank
+
+  # ------------------------------------------------------------------ training
+
+  def _epoch_order(self, epoch_index: int) -> np.ndarray:
+    seq = np.random.SeedSequence([self.config.seed, self.num_bits, epoch_index])
+    return np.random.default_rng(seq).permutation(self.num_train)
+
+  def _run_epoch(self, phase: Phase, epoch: int, state_rep, bank_rep):
+    """One epoch of ``phase``; returns ``(state, bank, mean metrics)``."""
+    g = phase.first_epoch + epoch
+    net_cfg = self.config.labnet if phase.network == LABNET else self.config.imgnet
+    step_fn = self.p_labnet_step if phase.network == LABNET else self.p_imgnet_step
+    batch_size = net_cfg.batch_size
+    n_steps = steps_per_epoch(self.num_train, batch_size, phase.network)
+    order = self._epoch_order(g)
+    keys = np.asarray(jax.random.split(jax.random.fold_in(self.key, g), n_steps))
+    metrics = []
+    bar = tqdm.trange(n_steps, disable=not self.progress, leave=False,
+                      desc=f"{self.num_bits}b r{phase.round} {phase.network} e{epoch}")
+    for s in bar:
+      index = order[s * batch_size:(s + 1) * batch_size]
+      batch = {"labels": self._train_labels[index], "index": index.astype(np.int32)}
+      if phase.network == IMGNET:
+        batch["inputs"] = self.data.train.inputs[index]
+      rng = np.broadcast_to(keys[s], (self.num_devices, 2))
+      state_rep, bank_rep, m = step_fn(state_rep, bank_rep,
+                                       ts.shard_batch(batch, self.num_devices), rng)
+      metrics.append(m)
+    mean = {k: float(np.mean([np.asarray(m[k])[0] for m in metrics])) for k in metrics[0]}
+    schedule = self.schedules[phase.network]
+    mean["lr"] = float(schedule(np.asarray(state_rep.step[0]) - 1))
+    return state_rep, bank_rep, mean
+
+  def _labnet_epoch_stats(self, labnet_rep, bank_rep, epoch: int) -> dict[str, Any]:
+    codes = evaluation.binarize(np.asarray(bank_rep.codes[0]))
+    stats = {"nh": evaluation.distinct_codes(codes),
+             "bit_balance": evaluation.bit_balance(codes)}
+    every = self.config.eval.labnet_map_every
+    if every and (epoch + 1) % every == 0:
+      stats["map_l"] = self.labnet_map(labnet_rep)
+    return stats
+
+  def _labnet_summary(self, phase: Phase, labnet_rep) -> dict[str, Any]:
+    out = self.labnet_outputs(labnet_rep, self._train_labels)
+    codes = evaluation.binarize(out.codes)
+    nh = evaluation.distinct_codes(codes)
+    floor = max(2, int(self.config.collapse_nh_fraction * self._distinct_label_sets))
+    summary = {"kind": "labnet_round", "round": phase.round, "nh": nh,
+               "bit_balance": evaluation.bit_balance(codes),
+               "map_l": self.labnet_map(labnet_rep),
+               "dead_semantic_units": int(np.sum(np.all(out.semantic <= 0, axis=0))),
+               "collapsed": nh < floor}
+    if summary["collapsed"]:
+      log.warning("!" * 72)
+      log.warning("LabNet COLLAPSED in round %d at %d bits: nh = %d distinct codes for %d "
+                  "distinct label sets (floor %d); map_l = %.4f. ImgNet was probably "
+                  "under-trained in the previous round (SPEC §5 hazard).", phase.round,
+                  self.num_bits, nh, self._distinct_label_sets, floor, summary["map_l"])
+      log.warning("!" * 72)
+    return summary
+
+  def _imgnet_summary(self, phase: Phase, labnet_rep, imgnet_rep) -> dict[str, Any]:
+    out = self.imgnet_outputs(imgnet_rep, self.data.train.inputs)
+    codes = evaluation.binarize(out.hash_logits)
+    lab_codes = evaluation.binarize(self.labnet_outputs(labnet_rep, self._train_labels).codes)
+    q, db = self._encode_eval(imgnet_rep)
+    summary = {"kind": "imgnet_round", "round": phase.round,
+               "nh": evaluation.distinct_codes(codes),
+               "bit_balance": evaluation.bit_balance(codes),
+               "bit_agreement": float(np.mean(codes == lab_codes))}
+    summary.update(self._retrieval_metrics(q, db))
+    return summary
+
+  def _encode_eval(self, imgnet_rep) -> tuple[np.ndarray, np.ndarray]:
+    q = self.imgnet_outputs(imgnet_rep, self.data.query.inputs).hash_logits
+    db = self.imgnet_outputs(imgnet_rep, self.data.database.inputs).hash_logits
+    return evaluation.binarize(q), evaluation.binarize(db)
+
+  def _retrieval_metrics(self, q: np.ndarray, db: np.ndarray) -> dict[str, float]:
+    args = (q, db, self.data.query.labels, self.data.database.labels)
+    out = {"map": evaluation.mean_average_precision(*args)}
+    if self.config.eval.top_k:
+      out[f"map@{self.config.eval.top_k}"] = evaluation.mean_average_precision(
+          *args, top_k=self.config.eval.top_k)
+    return out
+
+  def run(self) -> RunResult:
+    """Trains (or resumes) to the end of the plan and returns the codes and metrics."""
+    start = time.time()
+    done, labnet, imgnet, bank = self._restore()
+    labnet_rep, imgnet_rep = ts.replicate(labnet), ts.replicate(imgnet)
+    bank_rep = None if bank is None else ts.replicate(bank)
+    every = max(1, int(self.config.checkpoint_every_epochs))
+    for phase in self.plan:
+      if done >= phase.first_epoch + phase.epochs:
+        continue
+      if done == phase.first_epoch or bank_rep is None or phase.network == IMGNET:
+        bank_rep = ts.replicate(self._initial_bank(phase, labnet_rep, imgnet_rep))
+      for epoch in range(done - phase.first_epoch, phase.epochs):
+        t0 = time.time()
+        if phase.network == LABNET:
+          labnet_rep, bank_rep, m = self._run_epoch(phase, epoch, labnet_rep, bank_rep)
+          m.update(self._labnet_epoch_stats(labnet_rep, bank_rep, epoch))
+        else:
+          imgnet_rep, bank_rep, m = self._run_epoch(phase, epoch, imgnet_rep, bank_rep)
+        m.update({"kind": "epoch", "network": phase.network, "round": phase.round,
+                  "epoch": epoch, "seconds": round(time.time() - t0, 3)})
+        self.history.append(m)
+        log.info("%d bits %s", self.num_bits, _format_metrics(m))
+        done = phase.first_epoch + epoch + 1
+        last = epoch == phase.epochs - 1
+        if last:
+          summary = (self._labnet_summary(phase, labnet_rep) if phase.network == LABNET
+                     else self._imgnet_summary(phase, labnet_rep, imgnet_rep))
+          self.history.append(summary)
+          log.info("%d bits %s", self.num_bits, _format_metrics(summary))
+        if last or done % every == 0:
+          self._save(done, labnet_rep, imgnet_rep, bank_rep)
+    train_logits = self.imgnet_outputs(imgnet_rep, self.data.train.inputs).hash_logits
+    q, db = self._encode_eval(imgnet_rep)
+    metrics = self._retrieval_metrics(q, db)
+    lab_rounds = [h for h in self.history if h["kind"] == "labnet_round"]
+    if lab_rounds:
+      metrics.update(nh=lab_rounds[-1]["nh"], map_l=lab_rounds[-1]["map_l"])
+    metrics["seconds_this_process"] = round(time.time() - start, 2)
+    self.checkpointer.close()
+    return RunResult(self.num_bits, evaluation.binarize(train_logits), q, db, metrics,
+                     self.history)
+
+
+def _format_metrics(m: dict[str, Any]) -> str:
+  parts = []
+  for k, v in m.items():
+    if isinstance(v, float):
+      parts.append(f"{k}={v:.4g}")
+    else:
+      parts.append(f"{k}={v}")
+  return " ".join(parts)
+
+
+def save_codes(path: str, result: RunResult, data: RetrievalData) -> None:
+  """Writes the codes and ids of every split to ``path`` (.npz), atomically."""
+  _atomic_write(path, lambda f: np.savez(
+      f, train_codes=result.train_codes, query_codes=result.query_codes,
+      database_codes=result.database_codes, train_ids=data.train.ids,
+      query_ids=data.query.ids, database_ids=data.database.ids))
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
+  _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+
+
+def _atomic_write(path: str, write) -> None:
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def versions() -> dict[str, str]:
+  import flax, optax, orbax.checkpoint  # pylint: disable=import-outside-toplevel,multiple-imports
+  return {"python": platform.python_version(), "jax": jax.__version__,
+          "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
+          "flax": flax.__version__, "optax": optax.__version__,
+          "orbax-checkpoint": orbax.checkpoint.__version__, "numpy": np.__version__,
+          "devices": f"{jax.local_device_count()} x {jax.devices()[0].platform}"}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, workdir: str,
+                       *, progress: bool = True) -> dict[str, Any]:
+  """Trains DSEH at every length in ``config.bits``; writes ``workdir/results.json``.
+
+  Each length has its own folder ``workdir/bits{K}`` with checkpoints, ``codes.npz`` and
+  ``history.json``; a length whose codes are already there is not trained again, and an
+  interrupted one resumes from its last checkpoint.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  results_path = os.path.join(workdir, "results.json")
+  results = {"config": json.loads(config.to_json()), "seed": config.seed,
+             "dataset": {"name": data.name, "train": len(data.train),
+                         "query": len(data.query), "database": len(data.database),
+                         "classes": data.num_classes},
+             "versions": versions(), "bits": {}}
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      previous = json.load(f)
+    if previous.get("config") == results["config"]:
+      results["bits"] = previous.get("bits", {})
+  for num_bits in config.bits:
+    bit_dir = os.path.join(workdir, f"bits{num_bits}")
+    if str(num_bits) in results["bits"] and os.path.exists(f"{bit_dir}/codes.npz"):
+      log.info("%d bits: already done, skipping", num_bits)
+      continue
+    t0 = time.time()
+    result = DSEHTrainer(config, data, num_bits, bit_dir, progress=progress).run()
+    save_codes(f"{bit_dir}/codes.npz", result, data)
+    write_json(f"{bit_dir}/history.json", result.history)
+    results["bits"][str(num_bits)] = {**result.metrics,
+                                      "wall_seconds": round(time.time() - t0, 2)}
+    write_json(results_path, results)
+    log.info("%d bits: %s", num_bits, _format_metrics(results["bits"][str(num_bits)]))
+  return results

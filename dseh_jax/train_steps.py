@@ -1,0 +1,201 @@
+"""Pure, pmap-able training steps for LabNet and ImgNet (SPEC §3–§4).
+
+Both steps have the signature ``step(state, bank, batch, rng) -> (state, bank, metrics)``:
+
+* ``state``: a ``flax.training.train_state.TrainState`` (params, optimiser state, step);
+* ``bank``: a :class:`PointBank` of per-training-point tensors that live on the devices;
+* ``batch``: ``{"inputs": [b, ...], "labels": [b, c], "index": [b]}``, the device's shard of
+  the global batch (``index`` = rows of the training set);
+* ``rng``: a ``[2]`` uint32 key for this step, the same on every device.
+
+Under :func:`pmap_step` each device holds ``b = B / n_devices`` examples; gradients and
+metrics are averaged with ``lax.pmean`` over ``axis_name``, and every device applies the
+same update, so state and bank stay replicated. With ``axis_name=None`` a step runs on one
+device under ``jax.jit`` with no collectives.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping, Optional
+
+import flax.jax_utils
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from flax.training import train_state
+from jax import lax
+
+from dseh_jax import losses
+
+Array = jax.Array
+Batch = Mapping[str, Array]
+AXIS_NAME = "batch"
+
+TrainState = train_state.TrainState
+
+
+class PointBank(struct.PyTreeNode):
+  """Per-training-point tensors kept on the devices (replicated), SPEC §3 buffer semantics.
+
+  In the LabNet phase: ``semantic`` = buffer of all ``f^l_j`` ``[n, 512]``, ``codes`` =
+  buffer of all ``h^l_j`` ``[n, K]``; the step overwrites the batch's rows before the loss.
+  In the ImgNet phase: ``semantic`` = LabNet's ``F_l`` ``[n, 512]``, ``codes`` = LabNet's
+  binary codes mapped to {0, 1}, ``h' = (sign(h^l)+1)/2`` ``[n, K]``; both constant.
+  ``labels``: ``[n, c]`` the training labels (for ``S``).
+  """
+  semantic: Array
+  codes: Array
+  labels: Array
+
+
+def _all_gather(x: Array, axis_name: Optional[str]) -> Array:
+  """Concatenates every device's ``[b, ...]`` shard into ``[B, ...]`` (device order)."""
+  return x if axis_name is None else lax.all_gather(x, axis_name, tiled=True)
+
+
+def _pmean(tree: Any, axis_name: Optional[str]) -> Any:
+  return tree if axis_name is None else lax.pmean(tree, axis_name)
+
+
+def write_bank_rows(bank: PointBank, index: Array, semantic: Array, codes: Array,
+                    axis_name: Optional[str]) -> PointBank:
+  """Overwrites the rows ``index`` of both buffers with the batch's outputs.
+
+  The shard's outputs and indices are gathered from all devices first, so every device
+  writes the whole global batch and the replicated buffers stay equal. Values are
+  stop-gradient: the buffers are constants of the loss (SPEC §3).
+  """
+  index = _all_gather(index, axis_name)
+  semantic = _all_gather(lax.stop_gradient(semantic), axis_name)
+  codes = _all_gather(lax.stop_gradient(codes), axis_name)
+  return bank.replace(semantic=bank.semantic.at[index].set(semantic),
+                      codes=bank.codes.at[index].set(codes))
+
+
+def _gradient_step(state: TrainState, loss_fn: Callable, axis_name: Optional[str]):
+  """One optimiser update from ``loss_fn(params) -> (loss, aux)`` with device-averaged grads."""
+  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = _pmean(grads, axis_name)
+  return state.apply_gradients(grads=grads), loss, aux
+
+
+def example_keys(rng: Array, index: Array) -> Array:
+  """``[b, 2]`` per-example keys: ``fold_in(rng, index_i)``; independent of sharding."""
+  return jax.vmap(jax.random.fold_in, (None, 0))(rng, index)
+
+
+def labnet_train_step(state: TrainState, bank: PointBank, batch: Batch, rng: Array, *,
+                      loss_kwargs: Mapping[str, Any],
+                      axis_name: Optional[str] = AXIS_NAME):
+  """One LabNet step (SPEC §3): write the batch's outputs into the buffers, then descend
+  ``J1 + α·J2 + β·J3 + γ·J4`` of the batch against the updated buffers.
+
+  ``batch["inputs"]`` is ignored (LabNet reads ``batch["labels"]``); ``rng`` is unused
+  (LabNet is deterministic) and kept for a uniform signature.
+  ``loss_kwargs``: ``weights, s, half, reduction`` of :func:`losses.labnet_loss`.
+  Returns ``(state, bank, metrics)`` with metrics ``loss, j1…j4``.
+  """
+  del rng
+  labels = batch["labels"]
+
+  def loss_fn(params):
+    out = state.apply_fn({"params": params}, labels)
+    new_bank = write_bank_rows(bank, batch["index"], out.semantic, out.codes, axis_name)
+    total, terms = losses.labnet_loss(
+        out.semantic, out.codes, out.label_pred, labels, new_bank.semantic,
+        new_bank.codes, new_bank.labels, **loss_kwargs)
+    return total, (terms, new_bank)
+
+  state, loss, (terms, bank) = _gradient_step(state, loss_fn, axis_name)
+  metrics = _pmean({"loss": loss, **terms}, axis_name)
+  return state, bank, metrics
+
+
+def random_flip(images: Array, keys: Array) -> Array:
+  """Flips each ``[b, H, W, C]`` image left-right with probability ½, from its own key."""
+  flip = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 1)))(keys)
+  return jnp.where(flip[:, None, None, None], images[:, :, ::-1, :], images)
+
+
+def imgnet_train_step(state: TrainState, bank: PointBank, batch: Batch, rng: Array, *,
+                      loss_kwargs: Mapping[str, Any], flip: bool = False,
+                      axis_name: Optional[str] = AXIS_NAME):
+  """One ImgNet step (SPEC §4): descend ``J1 + η·J2`` against LabNet's fixed targets.
+
+  Dropout masks and flips come from per-example keys ``fold_in(rng, index)``, so a step
+  gives the same result however the global batch is sharded.
+  ``loss_kwargs``: ``weights, s, half, logit_scale, target_factor, reduction``.
+  Returns ``(state, bank, metrics)``; the bank is unchanged; metrics ``loss, j1, j2,
+  bit_agreement`` (fraction of bits where ``sign(z^v)`` equals LabNet's code).
+  """
+  keys = example_keys(rng, batch["index"])
+  images = batch["inputs"]
+  if flip:
+    images = random_flip(images, keys)
+  targets = bank.codes[batch["index"]]
+
+  def loss_fn(params):
+    out = state.apply_fn({"params": params}, images, dropout_keys=keys)
+    total, terms = losses.imgnet_loss(
+        out.semantic, out.hash_logits, batch["labels"], targets, bank.semantic,
+        bank.labels, **loss_kwargs)
+    return total, (terms, out.hash_logits)
+
+  state, loss, (terms, logits) = _gradient_step(state, loss_fn, axis_name)
+  agreement = jnp.mean(((logits >= 0) == (targets > 0.5)).astype(jnp.float32))
+  metrics = _pmean({"loss": loss, **terms, "bit_agreement": agreement}, axis_name)
+  return state, bank, metrics
+
+
+def pmap_step(step_fn: Callable, **static_kwargs) -> Callable:
+  """``jax.pmap`` of a step over all local devices with ``axis_name="batch"``.
+
+  All arguments carry a leading device axis: use :func:`replicate` for state, bank and
+  rng, and :func:`shard_batch` for the batch.
+  """
+  fn = functools.partial(step_fn, axis_name=AXIS_NAME, **static_kwargs)
+  return jax.pmap(fn, axis_name=AXIS_NAME)
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
+  """Reshapes every ``[B, ...]`` array to ``[num_devices, B / num_devices, ...]``."""
+  out = {}
+  for name, x in batch.items():
+    if x.shape[0] % num_devices:
+      raise ValueError(
+          f"batch field {name!r} has {x.shape[0]} rows, which {num_devices} devices "
+          f"cannot share equally; choose a global batch size divisible by {num_devices}")
+    out[name] = x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
+  return out
+
+
+replicate = flax.jax_utils.replicate
+unreplicate = flax.jax_utils.unreplicate
+
+
+def make_predict_fn(apply_fn: Callable) -> Callable:
+  """pmap-ed deterministic forward pass ``(params, inputs [D, b, ...]) -> outputs``."""
+  return jax.pmap(lambda params, x: apply_fn({"params": params}, x), axis_name=AXIS_NAME)
+
+
+def predict_in_batches(predict_fn: Callable, params: Any, inputs: np.ndarray,
+                       batch_size: int, num_devices: int) -> tuple[np.ndarray, ...]:
+  """Runs ``predict_fn`` over every row of ``inputs`` ``[n, ...]``; returns numpy ``[n, ...]``.
+
+  ``params`` are replicated. The last batch is padded with copies of row 0 and the padded
+  rows are dropped from the outputs, so no row is lost or counted twice.
+  """
+  n = inputs.shape[0]
+  batch_size = max(num_devices, batch_size - batch_size % num_devices)
+  chunks = []
+  for start in range(0, n, batch_size):
+    x = inputs[start:start + batch_size]
+    real = x.shape[0]
+    if real < batch_size:
+      x = np.concatenate([x, np.repeat(x[:1], batch_size - real, axis=0)])
+    out = predict_fn(params, shard_batch({"x": x}, num_devices)["x"])
+    out = jax.tree_util.tree_map(
+        lambda a: np.asarray(a).reshape((batch_size,) + a.shape[2:])[:real], out)
+    chunks.append(out)
+  return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *chunks)
