@@ -22,6 +22,9 @@ def binarize(x: np.ndarray) -> np.ndarray:
 
 def hamming_distance(query_codes: np.ndarray, database_codes: np.ndarray) -> np.ndarray:
   """``[nq, nd]`` int32 distances between ``{-1,+1}`` codes ``[nq, K]`` and ``[nd, K]``."""
+  for name, codes in (("query_codes", query_codes), ("database_codes", database_codes)):
+    if not np.all(np.abs(codes) == 1):
+      raise ValueError(f"{name} must hold only -1 and +1 (use binarize first)")
   k = query_codes.shape[1]
   inner = query_codes.astype(np.int32) @ database_codes.astype(np.int32).T
   return (k - inner) // 2
@@ -43,6 +46,10 @@ def mean_average_precision(query_codes: np.ndarray, database_codes: np.ndarray,
     raise ValueError("codes and labels disagree on the number of rows: "
                      f"query {nq} vs {query_labels.shape[0]}, "
                      f"database {nd} vs {database_labels.shape[0]}")
+  if nq == 0 or nd == 0:
+    raise ValueError(f"MAP needs at least one query and one database item; got {nq} and {nd}")
+  if top_k is not None and int(top_k) < 1:
+    raise ValueError(f"top_k={top_k}; expected None (whole ranking) or a positive count")
   k = nd if top_k is None else min(int(top_k), nd)
   ranks = np.arange(1, k + 1, dtype=np.float64)
   db_labels = database_labels.astype(np.float32)

@@ -27,7 +27,12 @@ NEW = "new"
 
 
 def param_group_labels(params: Any) -> Any:
-  """Labels every leaf of ``params``: ``"pretrained"`` under ``backbone``, else ``"new"``."""
+  """Labels every leaf of ``params``: ``"pretrained"`` under ``backbone``, else ``"new"``.
+
+  ``params`` is the parameter tree itself (``variables["params"]``), not the variables.
+  """
+  if isinstance(params, dict) and set(params) == {"params"}:
+    raise ValueError("param_group_labels got a variables dict; pass variables['params']")
   def label(path, _):
     top = path[0].key if path and hasattr(path[0], "key") else None
     return PRETRAINED if top == "backbone" else NEW

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from dseh_jax import evaluation, models, optim
+from dseh_jax import evaluation, models, optim, plots
 from dseh_jax import train_steps as ts
 from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.data.splits import RetrievalData
@@ -178,7 +178,8 @@ class DSEHTrainer:
                                       loss_kwargs=labnet_loss_kwargs(config))
     self.p_imgnet_step = ts.pmap_step(ts.imgnet_train_step,
                                       loss_kwargs=imgnet_loss_kwargs(config),
-                                      flip=bool(config.imgnet.random_flip))
+                                      flip=bool(config.imgnet.random_flip)
+                                      and len(data.input_shape) == 3)  # images only
     self.p_labnet_predict = ts.make_predict_fn(self.labnet.apply_fn)
     self.p_imgnet_predict = ts.make_predict_fn(self.imgnet.apply_fn)
     self.history: list[dict[str, Any]] = []
@@ -284,6 +285,12 @@ class DSEHTrainer:
                                        ts.shard_batch(batch, self.num_devices), rng)
       metrics.append(m)
     mean = {k: float(np.mean([np.asarray(m[k])[0] for m in metrics])) for k in metrics[0]}
+    if not np.isfinite(mean["loss"]):
+      raise FloatingPointError(
+          f"{phase.network} loss became {mean['loss']} in round {phase.round}, epoch {epoch} "
+          f"at {self.num_bits} bits; the checkpoints before it are kept in "
+          f"{self.workdir}/checkpoints (try a lower learning rate or optimizer.clip in a "
+          "new workdir)")
     schedule = self.schedules[phase.network]
     mean["lr"] = float(schedule(np.asarray(state_rep.step[0]) - 1))
     return state_rep, bank_rep, mean
@@ -309,10 +316,13 @@ class DSEHTrainer:
                "collapsed": nh < floor}
     if summary["collapsed"]:
       log.warning("!" * 72)
+      cause = ("ImgNet was probably under-trained in the previous round, so LabNet's "
+               "buffers started from poor codes (SPEC §5 hazard)" if phase.round else
+               "LabNet's rate or schedule does not suit this data")
       log.warning("LabNet COLLAPSED in round %d at %d bits: nh = %d distinct codes for %d "
-                  "distinct label sets (floor %d); map_l = %.4f. ImgNet was probably "
-                  "under-trained in the previous round (SPEC §5 hazard).", phase.round,
-                  self.num_bits, nh, self._distinct_label_sets, floor, summary["map_l"])
+                  "distinct label sets (floor %d); map_l = %.4f. %s.", phase.round,
+                  self.num_bits, nh, self._distinct_label_sets, floor, summary["map_l"],
+                  cause)
       log.warning("!" * 72)
     return summary
 
@@ -460,6 +470,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
     result = DSEHTrainer(config, data, num_bits, bit_dir, progress=progress).run()
     save_codes(f"{bit_dir}/codes.npz", result, data)
     write_json(f"{bit_dir}/history.json", result.history)
+    plots.plot_history(result.history, f"{bit_dir}/history.png",
+                       title=f"DSEH on {data.name}, {num_bits} bits")
     results["bits"][str(num_bits)] = {**result.metrics,
                                       "wall_seconds": round(time.time() - t0, 2)}
     write_json(results_path, results)

@@ -114,6 +114,9 @@ def labnet_train_step(state: TrainState, bank: PointBank, batch: Batch, rng: Arr
 
 def random_flip(images: Array, keys: Array) -> Array:
   """Flips each ``[b, H, W, C]`` image left-right with probability ½, from its own key."""
+  if images.ndim != 4:
+    raise ValueError(f"random_flip needs [b, H, W, C] images; got shape {images.shape} "
+                     "(feature vectors cannot be flipped)")
   flip = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 1)))(keys)
   return jnp.where(flip[:, None, None, None], images[:, :, ::-1, :], images)
 

@@ -1,0 +1,53 @@
+"""Training curves of one run: what a person looks at to see whether rounds are healthy."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Sequence
+
+
+def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
+  """Writes a PNG with LabNet's and ImgNet's per-epoch loss, LabNet's ``nh`` and ``map_l``,
+  ImgNet's bit agreement with LabNet's codes, and the ImgNet MAP at each round's end.
+  Epochs are numbered across the whole run; rounds are shaded alternately."""
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  epochs = [h for h in history if h["kind"] == "epoch"]
+  rounds = [h for h in history if h["kind"] == "imgnet_round"]
+  fig = Figure(figsize=(12, 7), layout="constrained")
+  axes = fig.subplots(2, 3).ravel()
+  panels = [("labnet", "loss", "LabNet loss"), ("imgnet", "loss", "ImgNet loss"),
+            ("labnet", "nh", "LabNet distinct codes nh"),
+            ("labnet", "map_l", "LabNet label-retrieval MAP"),
+            ("imgnet", "bit_agreement", "ImgNet bit agreement with LabNet")]
+  for ax, (net, key, label) in zip(axes, panels):
+    xs = [i for i, h in enumerate(epochs) if h["network"] == net and key in h]
+    ys = [epochs[i][key] for i in xs]
+    ax.plot(xs, ys, marker=".", lw=1)
+    ax.set_title(label, fontsize=10)
+    ax.set_xlabel("epoch (whole run)")
+    _shade_rounds(ax, epochs)
+  ax = axes[5]
+  ax.plot([r["round"] for r in rounds], [r["map"] for r in rounds], marker="o")
+  ax.set_title("ImgNet MAP after each round", fontsize=10)
+  ax.set_xlabel("round")
+  if title:
+    fig.suptitle(title)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+  os.close(fd)
+  try:
+    fig.savefig(tmp, dpi=90)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def _shade_rounds(ax, epochs) -> None:
+  start = 0
+  for i in range(1, len(epochs) + 1):
+    if i == len(epochs) or epochs[i]["round"] != epochs[start]["round"]:
+      if epochs[start]["round"] % 2:
+        ax.axvspan(start - 0.5, i - 0.5, color="0.92", zorder=0)
+      start = i
