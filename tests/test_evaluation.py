@@ -160,3 +160,16 @@ def test_distinct_codes():
   codes = rng.choice([-1, 1], size=(50, 4)).astype(np.int8)
   assert evaluation.distinct_codes(codes) == len({tuple(r) for r in codes.tolist()})
   assert evaluation.distinct_codes(np.ones((7, 5))) == 1
+
+
+def test_bad_arguments_are_clear_errors():
+  import pytest  # pylint: disable=import-outside-toplevel
+  from dseh_jax import evaluation as ev  # pylint: disable=import-outside-toplevel
+  codes = np.ones((3, 4), np.int8)
+  labels = np.ones((3, 2), np.float32)
+  with pytest.raises(ValueError, match="top_k"):
+    ev.mean_average_precision(codes, codes, labels, labels, top_k=0)
+  with pytest.raises(ValueError, match="at least one query"):
+    ev.mean_average_precision(codes[:0], codes, labels[:0], labels)
+  with pytest.raises(ValueError, match="-1 and \\+1"):
+    ev.hamming_distance(np.zeros((1, 4)), codes)

@@ -7,6 +7,7 @@ def get_config(choices: str = "paper"):
   c.data.name = "imagenet100"
   c.labnet.epochs_per_round = (4, 3, 2)      # code
   c.labnet.loss.s = 5.0                      # paper: S ∈ {0, 5}; code s = 5
+  c.imgnet.loss.s = 5.0                      # paper: S ∈ {0, 5}; code 0.999
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer.lr = 10 ** -4.5         # code
   c.eval.top_k = 1000                        # HashNet protocol
