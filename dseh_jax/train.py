@@ -474,6 +474,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
                        title=f"DSEH on {data.name}, {num_bits} bits")
     results["bits"][str(num_bits)] = {**result.metrics,
                                       "wall_seconds": round(time.time() - t0, 2)}
+    results["wall_seconds_total"] = round(
+        sum(r["wall_seconds"] for r in results["bits"].values()), 2)
     write_json(results_path, results)
     log.info("%d bits: %s", num_bits, _format_metrics(results["bits"][str(num_bits)]))
   return results
