@@ -32,12 +32,16 @@ class RunCheckpointer:
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     self._manager.wait_until_finished()
 
-  def restore(self, step: int, like_state: Any) -> tuple[Any, dict]:
-    """Restores ``step`` into arrays shaped like ``like_state`` (a pytree of arrays)."""
+  def read_meta(self, step: int) -> dict:
+    """The JSON part of checkpoint ``step`` alone (cheap; no arrays are read)."""
+    return self._manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"]
+
+  def restore(self, step: int, like_state: Any) -> Any:
+    """Restores the arrays of ``step``, shaped like ``like_state`` (a pytree of arrays)."""
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like_state)
-    out = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    return out["state"], out["meta"]
+    return self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract)))["state"]
 
   def close(self) -> None:
     self._manager.close()

@@ -20,9 +20,10 @@ def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "") 
             ("labnet", "map_l", "LabNet label-retrieval MAP"),
             ("imgnet", "bit_agreement", "ImgNet bit agreement with LabNet")]
   for ax, (net, key, label) in zip(axes, panels):
-    xs = [i for i, h in enumerate(epochs) if h["network"] == net and key in h]
-    ys = [epochs[i][key] for i in xs]
-    ax.plot(xs, ys, marker=".", lw=1)
+    for r in sorted({h["round"] for h in epochs}):   # one segment per round: no line
+      xs = [i for i, h in enumerate(epochs)          # across the other network's phase
+            if h["network"] == net and h["round"] == r and key in h]
+      ax.plot(xs, [epochs[i][key] for i in xs], marker=".", lw=1, color="C0")
     ax.set_title(label, fontsize=10)
     ax.set_xlabel("epoch (whole run)")
     _shade_rounds(ax, epochs)
@@ -30,6 +31,7 @@ def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "") 
   ax.plot([r["round"] for r in rounds], [r["map"] for r in rounds], marker="o")
   ax.set_title("ImgNet MAP after each round", fontsize=10)
   ax.set_xlabel("round")
+  ax.set_xticks([r["round"] for r in rounds])
   if title:
     fig.suptitle(title)
   directory = os.path.dirname(os.path.abspath(path))

@@ -240,15 +240,15 @@ class DSEHTrainer:
     step = self.checkpointer.latest_step()
     if step is None:
       return 0, self.labnet, self.imgnet, None
+    meta = self.checkpointer.read_meta(step)
+    if meta["config"] != json.loads(self.config.to_json()):
+      raise ValueError(f"{self.workdir}/checkpoints holds a run with a different config; "
+                       "use another workdir or the same config to resume")
     n, d = self.num_train, self.config.labnet.semantic_units
     like_bank = ts.PointBank(np.zeros((n, d), np.float32),
                              np.zeros((n, self.num_bits), np.float32), self._train_labels)
     like = self._checkpoint_state(self.labnet, self.imgnet, like_bank)
-    state, meta = self.checkpointer.restore(step, like)
-    saved_config = meta["config"]
-    if saved_config != json.loads(self.config.to_json()):
-      raise ValueError(f"{self.workdir}/checkpoints holds a run with a different config; "
-                       "use another workdir or the same config to resume")
+    state = self.checkpointer.restore(step, like)
     if not np.array_equal(np.asarray(state["key"]), np.asarray(self.key)):
       raise ValueError(f"{self.workdir}/checkpoints holds a run with another seed")
     self.history = list(meta["history"])

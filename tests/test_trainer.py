@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from dseh_jax import configs
 from dseh_jax.data.registry import load_dataset
@@ -72,6 +73,10 @@ def test_train_and_evaluate_writes_results_and_codes(tmp_path):
   codes = np.load(tmp_path / "bits8" / "codes.npz")
   np.testing.assert_array_equal(codes["query_ids"], data.query.ids)
   assert codes["database_codes"].shape == (len(data.database), 8)
+  # A checkpoint of another config is refused, not mixed in.
+  config.labnet.loss.s = 0.5
+  with pytest.raises(ValueError, match="different config"):
+    DSEHTrainer(config, data, 8, str(tmp_path / "bits8"), progress=False).run()
 
 
 def _cli(workdir):
