@@ -157,8 +157,7 @@ class DSEHTrainer:
                workdir: str, *, progress: bool = True):
     self.config, self.data, self.num_bits = config, data, int(num_bits)
     self.workdir, self.progress = workdir, progress
-    self.devices = jax.local_devices()
-    self.num_devices = len(self.devices)
+    self.num_devices = jax.local_device_count()
     for net in (config.labnet, config.imgnet):
       if net.batch_size % self.num_devices:
         raise ValueError(f"batch size {net.batch_size} is not divisible by the "
@@ -284,7 +283,8 @@ class DSEHTrainer:
       state_rep, bank_rep, m = step_fn(state_rep, bank_rep,
                                        ts.shard_batch(batch, self.num_devices), rng)
       metrics.append(m)
-    mean = {k: float(np.mean([np.asarray(m[k])[0] for m in metrics])) for k in metrics[0]}
+    metrics = jax.device_get(metrics)            # one transfer per epoch, not per step
+    mean = {k: float(np.mean([m[k][0] for m in metrics])) for k in metrics[0]}
     if not np.isfinite(mean["loss"]):
       raise FloatingPointError(
           f"{phase.network} loss became {mean['loss']} in round {phase.round}, epoch {epoch} "
@@ -326,10 +326,10 @@ class DSEHTrainer:
       log.warning("!" * 72)
     return summary
 
-  def _imgnet_summary(self, phase: Phase, labnet_rep, imgnet_rep) -> dict[str, Any]:
+  def _imgnet_summary(self, phase: Phase, imgnet_rep, bank_rep) -> dict[str, Any]:
     out = self.imgnet_outputs(imgnet_rep, self.data.train.inputs)
     codes = evaluation.binarize(out.hash_logits)
-    lab_codes = evaluation.binarize(self.labnet_outputs(labnet_rep, self._train_labels).codes)
+    lab_codes = 2 * np.asarray(bank_rep.codes[0]) - 1      # the targets h' back in {-1, +1}
     q, db = self._encode_eval(imgnet_rep)
     summary = {"kind": "imgnet_round", "round": phase.round,
                "nh": evaluation.distinct_codes(codes),
@@ -378,7 +378,7 @@ class DSEHTrainer:
         last = epoch == phase.epochs - 1
         if last:
           summary = (self._labnet_summary(phase, labnet_rep) if phase.network == LABNET
-                     else self._imgnet_summary(phase, labnet_rep, imgnet_rep))
+                     else self._imgnet_summary(phase, imgnet_rep, bank_rep))
           self.history.append(summary)
           log.info("%d bits %s", self.num_bits, _format_metrics(summary))
         if last or done % every == 0:
