@@ -115,3 +115,33 @@ def test_resume_after_kill_gives_the_same_codes(tmp_path):
   ref_hist = json.loads((tmp_path / "ref" / "bits8" / "history.json").read_text())
   got_hist = json.loads((tmp_path / "killed" / "bits8" / "history.json").read_text())
   assert [h.get("loss") for h in got_hist] == [h.get("loss") for h in ref_hist]
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_earlier_checkpoints(tmp_path):
+  config = tiny_config()
+  config.imgnet.optimizer.name = "sgd"
+  config.imgnet.optimizer.clip = 0.0
+  config.imgnet.optimizer.lr = 1e30          # diverges in the first ImgNet epoch
+  data = load_dataset(config.data)
+  with pytest.raises(FloatingPointError, match="imgnet loss became .* round 0"):
+    DSEHTrainer(config, data, 8, str(tmp_path / "run"), progress=False).run()
+  steps = sorted(int(p) for p in os.listdir(tmp_path / "run" / "checkpoints") if p.isdigit())
+  assert steps and max(steps) == 3           # the three LabNet epochs are safe on disk
+
+
+def test_cli_overrides_are_checked():
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  try:
+    import train_dseh  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  c = configs.get_config("digits")
+  train_dseh.apply_overrides(c, ["imgnet.optimizer.lr=3", "labnet.epochs_per_round=(1,2)",
+                                 "data.kwargs.num_train=10", "imgnet.backbone=none"])
+  assert c.imgnet.optimizer.lr == 3.0 and isinstance(c.imgnet.optimizer.lr, float)
+  assert tuple(c.labnet.epochs_per_round) == (1, 2)
+  assert c.data.kwargs.num_train == 10 and c.imgnet.backbone == "none"
+  with pytest.raises(SystemExit, match="no field 'lr_typo'"):
+    train_dseh.apply_overrides(c, ["imgnet.optimizer.lr_typo=1"])
+  with pytest.raises(SystemExit, match="KEY=VALUE"):
+    train_dseh.apply_overrides(c, ["imgnet.optimizer.lr"])
