@@ -24,6 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--choices", default=None, choices=("paper", "code"),
                  help="follow the paper or switch every authors'-code choice on (default: "
                       "the config's own default: paper, but code for the embedded digits)")
+  p.add_argument("--variant", default="full", choices=("full", "S", "SS", "L", "A"),
+                 help="the paper's ablations (Table 2): DSEH-S, -SS, -L, -A")
   p.add_argument("--bits", default="", help="comma-separated code lengths, e.g. 16,32")
   p.add_argument("--workdir", required=True)
   p.add_argument("--seed", type=int, default=None)
@@ -68,10 +70,12 @@ def main(argv=None) -> int:
                                f" --xla_force_host_platform_device_count={args.host_devices}")
   # JAX is imported only after XLA_FLAGS is final.
   from dseh_jax import configs  # pylint: disable=import-outside-toplevel
+  from dseh_jax.configs import variants  # pylint: disable=import-outside-toplevel
   from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
   from dseh_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
 
   config = configs.get_config(args.config, args.choices)
+  variants.apply_variant(config, args.variant)
   if args.bits:
     config.bits = tuple(int(b) for b in args.bits.split(","))
   if args.seed is not None:
