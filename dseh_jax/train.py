@@ -182,6 +182,10 @@ class DSEHTrainer:
     self.p_labnet_predict = ts.make_predict_fn(self.labnet.apply_fn)
     self.p_imgnet_predict = ts.make_predict_fn(self.imgnet.apply_fn)
     self.history: list[dict[str, Any]] = []
+    # Encodings made at a phase's end, reused by the next phase's start and the final
+    # results instead of encoding the same data twice: LABNET -> LabNet outputs on the
+    # training labels; IMGNET -> (train outputs, query codes, database codes).
+    self._phase_end: dict[str, Any] = {}
     self.checkpointer = RunCheckpointer(f"{workdir}/checkpoints",
                                         max_to_keep=config.checkpoints_to_keep)
     self._train_labels = data.train.labels.astype(np.float32)
@@ -210,7 +214,9 @@ class DSEHTrainer:
     """The bank at the start of ``phase`` (SPEC §3 buffer semantics, §5)."""
     labels = self._train_labels
     if phase.network == IMGNET:
-      out = self.labnet_outputs(labnet_rep, labels)
+      out = self._phase_end.pop(LABNET, None)
+      if out is None:
+        out = self.labnet_outputs(labnet_rep, labels)
       targets = (evaluation.binarize(out.codes).astype(np.float32) + 1.0) / 2.0
       return ts.PointBank(out.semantic, targets, labels)
     if phase.round == 0:
@@ -218,7 +224,7 @@ class DSEHTrainer:
       n, d = self.num_train, self.config.labnet.semantic_units
       return ts.PointBank(np.asarray(jax.random.normal(k_f, (n, d))),
                           np.asarray(jax.random.normal(k_h, (n, self.num_bits))), labels)
-    out = self.imgnet_outputs(imgnet_rep, self.data.train.inputs)
+    out = self._imgnet_encoding(imgnet_rep, pop=True)[0]
     return ts.PointBank(out.semantic,
                         evaluation.binarize(out.hash_logits).astype(np.float32), labels)
 
@@ -243,13 +249,14 @@ class DSEHTrainer:
     if meta["config"] != json.loads(self.config.to_json()):
       raise ValueError(f"{self.workdir}/checkpoints holds a run with a different config; "
                        "use another workdir or the same config to resume")
+    if meta["num_bits"] != self.num_bits:
+      raise ValueError(f"{self.workdir}/checkpoints holds a {meta['num_bits']}-bit run, not "
+                       f"{self.num_bits} bits")
     n, d = self.num_train, self.config.labnet.semantic_units
     like_bank = ts.PointBank(np.zeros((n, d), np.float32),
                              np.zeros((n, self.num_bits), np.float32), self._train_labels)
     like = self._checkpoint_state(self.labnet, self.imgnet, like_bank)
     state = self.checkpointer.restore(step, like)
-    if not np.array_equal(np.asarray(state["key"]), np.asarray(self.key)):
-      raise ValueError(f"{self.workdir}/checkpoints holds a run with another seed")
     self.history = list(meta["history"])
     bank = ts.PointBank(state["bank"]["semantic"], state["bank"]["codes"], self._train_labels)
     log.info("resuming %d-bit run after epoch %d of %d", self.num_bits,
@@ -305,7 +312,7 @@ class DSEHTrainer:
     return stats
 
   def _labnet_summary(self, phase: Phase, labnet_rep) -> dict[str, Any]:
-    out = self.labnet_outputs(labnet_rep, self._train_labels)
+    out = self._phase_end[LABNET] = self.labnet_outputs(labnet_rep, self._train_labels)
     codes = evaluation.binarize(out.codes)
     nh = evaluation.distinct_codes(codes)
     floor = max(2, int(self.config.collapse_nh_fraction * self._distinct_label_sets))
@@ -327,10 +334,10 @@ class DSEHTrainer:
     return summary
 
   def _imgnet_summary(self, phase: Phase, imgnet_rep, bank_rep) -> dict[str, Any]:
-    out = self.imgnet_outputs(imgnet_rep, self.data.train.inputs)
+    self._phase_end.pop(IMGNET, None)                      # ImgNet has changed since
+    out, q, db = self._imgnet_encoding(imgnet_rep)
     codes = evaluation.binarize(out.hash_logits)
     lab_codes = 2 * np.asarray(bank_rep.codes[0]) - 1      # the targets h' back in {-1, +1}
-    q, db = self._encode_eval(imgnet_rep)
     summary = {"kind": "imgnet_round", "round": phase.round,
                "nh": evaluation.distinct_codes(codes),
                "bit_balance": evaluation.bit_balance(codes),
@@ -338,10 +345,20 @@ class DSEHTrainer:
     summary.update(self._retrieval_metrics(q, db))
     return summary
 
-  def _encode_eval(self, imgnet_rep) -> tuple[np.ndarray, np.ndarray]:
+  def _imgnet_encoding(self, imgnet_rep, pop: bool = False):
+    """``(train outputs, query codes, database codes)`` of ImgNet as it is now; taken from
+    the last phase end when that is still current (the cache is cleared whenever ImgNet
+    trains again), else computed."""
+    cached = self._phase_end.pop(IMGNET, None) if pop else self._phase_end.get(IMGNET)
+    if cached is not None:
+      return cached
+    out = self.imgnet_outputs(imgnet_rep, self.data.train.inputs)
     q = self.imgnet_outputs(imgnet_rep, self.data.query.inputs).hash_logits
     db = self.imgnet_outputs(imgnet_rep, self.data.database.inputs).hash_logits
-    return evaluation.binarize(q), evaluation.binarize(db)
+    encoding = (out, evaluation.binarize(q), evaluation.binarize(db))
+    if not pop:
+      self._phase_end[IMGNET] = encoding
+    return encoding
 
   def _retrieval_metrics(self, q: np.ndarray, db: np.ndarray) -> dict[str, float]:
     args = (q, db, self.data.query.labels, self.data.database.labels)
@@ -383,15 +400,16 @@ class DSEHTrainer:
           log.info("%d bits %s", self.num_bits, _format_metrics(summary))
         if last or done % every == 0:
           self._save(done, labnet_rep, imgnet_rep, bank_rep)
-    train_logits = self.imgnet_outputs(imgnet_rep, self.data.train.inputs).hash_logits
-    q, db = self._encode_eval(imgnet_rep)
-    metrics = self._retrieval_metrics(q, db)
+    train_out, q, db = self._imgnet_encoding(imgnet_rep)
+    # The plan ends with an ImgNet phase, whose summary already scored these codes.
+    final_round = [h for h in self.history if h["kind"] == "imgnet_round"][-1]
+    metrics = {k: v for k, v in final_round.items() if k.startswith("map")}
     lab_rounds = [h for h in self.history if h["kind"] == "labnet_round"]
     if lab_rounds:
       metrics.update(nh=lab_rounds[-1]["nh"], map_l=lab_rounds[-1]["map_l"])
     metrics["seconds_this_process"] = round(time.time() - start, 2)
     self.checkpointer.close()
-    return RunResult(self.num_bits, evaluation.binarize(train_logits), q, db, metrics,
+    return RunResult(self.num_bits, evaluation.binarize(train_out.hash_logits), q, db, metrics,
                      self.history)
 
 

@@ -117,7 +117,7 @@ def random_flip(images: Array, keys: Array) -> Array:
   if images.ndim != 4:
     raise ValueError(f"random_flip needs [b, H, W, C] images; got shape {images.shape} "
                      "(feature vectors cannot be flipped)")
-  flip = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 1)))(keys)
+  flip = jax.vmap(jax.random.bernoulli)(keys)
   return jnp.where(flip[:, None, None, None], images[:, :, ::-1, :], images)
 
 
@@ -133,13 +133,16 @@ def imgnet_train_step(state: TrainState, bank: PointBank, batch: Batch, rng: Arr
   bit_agreement`` (fraction of bits where ``sign(z^v)`` equals LabNet's code).
   """
   keys = example_keys(rng, batch["index"])
+  # Separate streams: the backbone folds layer numbers 0, 1, … into its dropout keys.
+  flip_keys, dropout_keys = (jax.vmap(jax.random.fold_in, (0, None))(keys, stream)
+                             for stream in (0, 1))
   images = batch["inputs"]
   if flip:
-    images = random_flip(images, keys)
+    images = random_flip(images, flip_keys)
   targets = bank.codes[batch["index"]]
 
   def loss_fn(params):
-    out = state.apply_fn({"params": params}, images, dropout_keys=keys)
+    out = state.apply_fn({"params": params}, images, dropout_keys=dropout_keys)
     total, terms = losses.imgnet_loss(
         out.semantic, out.hash_logits, batch["labels"], targets, bank.semantic,
         bank.labels, **loss_kwargs)

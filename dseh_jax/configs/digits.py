@@ -13,6 +13,14 @@ def get_config(choices: str = "code"):
   from-scratch backbone stably. ``"paper"``: the paper's equations with Adam; its unnormalised
   sums let ImgNet's semantic ReLUs die when the backbone is not pretrained (see README)."""
   c = get_base_config()
+  if choices == "code":
+    use_code_choices(c, labnet_s=0.999)
+    c.imgnet.optimizer.lr = 1e-3             # from scratch: 10× the code's NUS-WIDE rate
+  else:
+    for net in (c.labnet, c.imgnet):
+      net.optimizer.name = "adam"            # the paper gives no SGD rate to copy
+    c.labnet.optimizer.lr = 1e-4
+    c.imgnet.optimizer.lr = 1e-3
   c.data.name = "digits_mosaic"
   c.data.kwargs.seed = 0
   c.labnet.hidden_units = 1024               # smaller than the paper's 4096: 10 labels only
@@ -21,20 +29,10 @@ def get_config(choices: str = "code"):
   c.imgnet.random_flip = False               # a flipped digit is another symbol
   c.imgnet.epochs_per_round = (15, 15, 15)
   # The from-scratch backbone needs every round to fit LabNet's codes (bit agreement near 1,
-  # SPEC §5 hazard): ImgNet's rate is not cut at new rounds here (code: it is).
+  # SPEC §5 hazard): ImgNet's rate is not cut at new rounds here (code: it is), and every
+  # layer gets the same rate (no pretrained layers to protect).
   c.imgnet.optimizer.decay_each_round = False
-  c.eval.top_k = 1000
-  if choices == "code":
-    use_code_choices(c, labnet_s=0.999)
-    c.labnet.hidden_units = 1024
-    c.labnet.optimizer.lr = 1e-3             # code
-    c.imgnet.optimizer.lr = 1e-3             # from scratch: 10× the code's NUS-WIDE rate
-  else:
-    for net in (c.labnet, c.imgnet):
-      net.optimizer.name = "adam"            # the paper gives no SGD rate to copy
-    c.labnet.optimizer.lr = 1e-4
-    c.imgnet.optimizer.lr = 1e-3
-  # The backbone is trained from scratch here: one rate for every layer.
   c.imgnet.optimizer.lr_mult_pretrained = 1.0
   c.imgnet.optimizer.lr_mult_new = 1.0
+  c.eval.top_k = 1000
   return c
