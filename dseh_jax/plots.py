@@ -1,9 +1,13 @@
-"""Training curves of one run: what a person looks at to see whether rounds are healthy."""
+"""Training curves of one run: what a person looks at to see whether rounds are healthy.
+
+The paper's retrieval figures (SPEC §7, Figs. 3–5) are in
+:mod:`dseh_jax.evaluation.curves_plot`.
+"""
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any, Sequence
+
+from dseh_jax.evaluation.atomic_io import save_figure
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
@@ -34,16 +38,7 @@ def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "") 
   ax.set_xticks([r["round"] for r in rounds])
   if title:
     fig.suptitle(title)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-  os.close(fd)
-  try:
-    fig.savefig(tmp, dpi=90)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  save_figure(fig, path, dpi=90)
 
 
 def _shade_rounds(ax, epochs) -> None:
