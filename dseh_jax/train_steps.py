@@ -26,7 +26,7 @@ from flax import struct
 from flax.training import train_state
 from jax import lax
 
-from dseh_jax import losses
+from dseh_jax import input_pipeline, losses
 
 Array = jax.Array
 Batch = Mapping[str, Array]
@@ -189,19 +189,25 @@ def predict_in_batches(predict_fn: Callable, params: Any, inputs: np.ndarray,
                        batch_size: int, num_devices: int) -> tuple[np.ndarray, ...]:
   """Runs ``predict_fn`` over every row of ``inputs`` ``[n, ...]``; returns numpy ``[n, ...]``.
 
-  ``params`` are replicated. The last batch is padded with copies of row 0 and the padded
-  rows are dropped from the outputs, so no row is lost or counted twice.
+  ``params`` are replicated; ``inputs`` is an array or a lazy
+  :class:`dseh_jax.input_pipeline.ImageArray`. Batches are decoded in a background thread
+  and put on the devices ahead of use; each batch's outputs are copied to the host after
+  the next batch is dispatched. The last batch is padded with copies of row 0 and the
+  padded rows are dropped from the outputs, so no row is lost or counted twice.
   """
-  n = inputs.shape[0]
   batch_size = max(num_devices, batch_size - batch_size % num_devices)
-  chunks = []
-  for start in range(0, n, batch_size):
-    x = inputs[start:start + batch_size]
-    real = x.shape[0]
-    if real < batch_size:
-      x = np.concatenate([x, np.repeat(x[:1], batch_size - real, axis=0)])
-    out = predict_fn(params, shard_batch({"x": x}, num_devices)["x"])
-    out = jax.tree_util.tree_map(
-        lambda a: np.asarray(a).reshape((batch_size,) + a.shape[2:])[:real], out)
-    chunks.append(out)
+
+  def to_host(out, num_real: int):
+    return jax.tree_util.tree_map(
+        lambda a: np.asarray(a).reshape((batch_size,) + a.shape[2:])[:num_real], out)
+
+  chunks, pending = [], None
+  for batch in input_pipeline.prefetch_eval_batches(inputs, batch_size, num_devices,
+                                                    axis_name=AXIS_NAME):
+    out = predict_fn(params, batch.inputs)
+    if pending is not None:
+      chunks.append(to_host(*pending))
+    pending = (out, batch.num_real)
+  if pending is not None:
+    chunks.append(to_host(*pending))
   return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *chunks)

@@ -1,0 +1,160 @@
+"""Extract ImageNet CNN-F fc7 features of every split (SPEC §4 feature mode).
+
+    python experiments/extract_features.py --config nuswide21 --data_dir /data/NUS-WIDE \\
+        --weights imagenet-vgg-f.mat --out feats.npz
+
+Runs the pretrained CNN-F (conv1…fc7, deterministic: no dropout) over the train, query and
+database images and writes ``x_train, y_train, x_query, y_query, x_database, y_database``
+plus ``ids_train, ids_query, ids_database`` to ``--out`` (.npz, written atomically). Train
+DSEH in feature mode on it with ``--set data.name=features --set data.kwargs.path=OUT
+--set imgnet.backbone=none``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import tqdm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+for _path in (os.path.dirname(HERE), HERE):    # the package and train_dseh.py
+  if _path not in sys.path:
+    sys.path.insert(0, _path)
+
+from dseh_jax import input_pipeline, models, pretrained  # pylint: disable=wrong-import-position
+from dseh_jax import train_steps as ts  # pylint: disable=wrong-import-position
+from dseh_jax.data.splits import RetrievalData  # pylint: disable=wrong-import-position
+
+log = logging.getLogger("dseh_jax")
+SPLITS = ("train", "query", "database")
+
+
+def extract_features(data: RetrievalData, backbone_params: dict[str, Any], *,
+                     spec: models.BackboneSpec = models.CNNF, batch_size: int = 256,
+                     mean: Optional[np.ndarray] = None, progress: bool = True
+                     ) -> dict[str, np.ndarray]:
+  """fc7 features of every split of ``data`` (SPEC §4 feature mode).
+
+  Args:
+    data: image splits (``inputs [n, H, W, 3]``, an array or an ``ImageArray``).
+    backbone_params: ``{conv1…fc7: {kernel, bias}}`` (from ``pretrained.load_vggf``).
+    spec: the backbone the parameters belong to.
+    batch_size: global batch, rounded down to a multiple of the local device count.
+    mean: when given and a split's inputs are an ``ImageArray``, subtract this mean
+      (e.g. the .mat file's average image) instead of the dataset's.
+    progress: show a tqdm bar per split.
+
+  Returns:
+    ``x_{split}`` float32 ``[n, fc7]``, ``y_{split}`` float32 labels ``[n, c]`` and
+    ``ids_{split}`` int64 ``[n]`` for ``split`` in train, query, database.
+  """
+  num_devices = jax.local_device_count()
+  batch_size = max(num_devices, batch_size - batch_size % num_devices)
+  model = models.ConvBackbone(spec)
+  predict = jax.pmap(lambda p, x: model.apply({"params": p}, x), axis_name=ts.AXIS_NAME)
+  params = ts.replicate(backbone_params)
+  out: dict[str, np.ndarray] = {}
+
+  def to_host(features, num_real: int) -> np.ndarray:
+    return np.asarray(features).reshape((batch_size, -1))[:num_real]
+
+  for name in SPLITS:
+    split = getattr(data, name)
+    inputs = split.inputs
+    if mean is not None and isinstance(inputs, input_pipeline.ImageArray):
+      inputs = inputs.with_mean(mean)
+    n = inputs.shape[0]
+    batches = input_pipeline.prefetch_eval_batches(inputs, batch_size, num_devices,
+                                                   axis_name=ts.AXIS_NAME)
+    chunks: list[np.ndarray] = []
+    pending = None
+    for batch in tqdm.tqdm(batches, total=-(-n // batch_size), disable=not progress,
+                           desc=f"fc7 {name}", unit="batch"):
+      features = predict(params, batch.inputs)
+      if pending is not None:                  # copy batch t while batch t + 1 runs
+        chunks.append(to_host(*pending))
+      pending = (features, batch.num_real)
+    if pending is not None:
+      chunks.append(to_host(*pending))
+    out[f"x_{name}"] = (np.concatenate(chunks).astype(np.float32) if chunks
+                        else np.zeros((0, spec.fc_units[-1][1]), np.float32))
+    out[f"y_{name}"] = np.asarray(split.labels, np.float32)
+    out[f"ids_{name}"] = np.asarray(split.ids, np.int64)
+  return out
+
+
+def write_features(path: str, features: dict[str, np.ndarray]) -> None:
+  """Writes ``features`` to ``path`` (.npz) atomically: temp file in the folder, rename."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **features)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--config", required=True, help="nuswide21, coco or imagenet100")
+  p.add_argument("--data_dir", default="", help="dataset folder (sets data.kwargs.data_dir)")
+  p.add_argument("--weights", required=True, help="MatConvNet imagenet-vgg-f.mat")
+  p.add_argument("--out", required=True, help="output .npz")
+  p.add_argument("--batch_size", type=int, default=256)
+  p.add_argument("--mean", default="file", choices=("file", "config"),
+                 help="'file': subtract the .mat's averageImage (default); 'config': the "
+                      "dataset config's mean (data.mean)")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="config override, as in train_dseh.py (repeatable)")
+  p.add_argument("--host_devices", type=int, default=0,
+                 help="simulate N CPU devices (sets XLA_FLAGS before JAX starts)")
+  p.add_argument("--no_progress", action="store_true", help="hide the tqdm bars")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  if args.host_devices:   # read when JAX first starts its backend, which has not happened yet
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={args.host_devices}")
+  from dseh_jax import configs  # pylint: disable=import-outside-toplevel
+  from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
+  from train_dseh import apply_overrides  # pylint: disable=import-outside-toplevel,import-error
+
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+  config = configs.get_config(args.config)
+  if args.data_dir:
+    config.data.kwargs.data_dir = args.data_dir
+  apply_overrides(config, args.set)
+  spec = models.BACKBONES["cnnf"]
+  t0 = time.time()
+  data = load_dataset(config.data, seed=config.seed)
+  image_size = int(data.input_shape[0])
+  loaded = pretrained.load_vggf(args.weights, spec, image_size=image_size)
+  mean = loaded.average_image if args.mean == "file" else None
+  if args.mean == "file" and mean is None:
+    log.warning("%s has no averageImage; keeping the dataset's mean", args.weights)
+  log.info("%s: train %d, query %d, database %d images; %d devices", data.name,
+           len(data.train), len(data.query), len(data.database), jax.local_device_count())
+  features = extract_features(data, loaded.params, spec=spec, batch_size=args.batch_size,
+                              mean=mean, progress=not args.no_progress)
+  write_features(args.out, features)
+  log.info("wrote %s (%s) in %.1f s", args.out,
+           ", ".join(f"{k} {v.shape}" for k, v in features.items() if k.startswith("x_")),
+           time.time() - t0)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
