@@ -17,12 +17,12 @@ run ends with the same codes as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import platform
-import tempfile
 import time
 from typing import Any, Optional
 
@@ -32,9 +32,12 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from dseh_jax import evaluation, models, optim, plots
+from dseh_jax import evaluation, input_pipeline, models, optim, plots, pretrained
 from dseh_jax import train_steps as ts
 from dseh_jax.checkpointing import RunCheckpointer
+from dseh_jax.evaluation import curves_plot, leakage
+from dseh_jax.evaluation.atomic_io import atomic_write as _atomic_write
+from dseh_jax.evaluation.atomic_io import write_json
 from dseh_jax.data.splits import RetrievalData
 
 log = logging.getLogger("dseh_jax")
@@ -114,18 +117,38 @@ def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[in
   if c.backbone == "none" and len(input_shape) != 1:
     raise ValueError(f"imgnet.backbone='none' (feature mode) needs [n, d] inputs; the data "
                      f"has items of shape {input_shape}")
-  if c.pretrained_weights:
-    raise ValueError(f"imgnet.pretrained_weights={c.pretrained_weights!r}: reading "
-                     "MatConvNet weights is not available in this version; leave it empty "
-                     "to train the backbone from its random initialisation")
+  if c.pretrained_weights and c.backbone != "cnnf":
+    raise ValueError(f"imgnet.pretrained_weights={c.pretrained_weights!r} is set, but "
+                     f"imgnet.backbone={c.backbone!r}: only 'cnnf' has ImageNet weights "
+                     "(imagenet-vgg-f.mat); leave pretrained_weights empty for this backbone")
+  if c.pretrained_weights and (len(input_shape) != 3 or input_shape[0] != input_shape[1]):
+    raise ValueError(f"imgnet.pretrained_weights={c.pretrained_weights!r} needs square "
+                     f"[H, W, 3] image inputs; the data has items of shape "
+                     f"{tuple(input_shape)}")
   model = models.ImgNet(num_bits=num_bits,
                         backbone=None if c.backbone == "none" else models.BACKBONES[c.backbone],
                         semantic_units=c.semantic_units,
                         hash_from_pre_relu=c.hash_from_pre_relu,
                         dropout_rate=c.dropout_rate)
   params = model.init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32))["params"]
+  if c.pretrained_weights:
+    params = load_pretrained_backbone(params, c.pretrained_weights, input_shape,
+                                      models.BACKBONES[c.backbone])
   return ts.TrainState.create(apply_fn=model.apply, params=params,
                               tx=_optimizer_for(c, num_train, IMGNET))
+
+
+def load_pretrained_backbone(params: dict[str, Any], path: str,
+                             input_shape: tuple[int, ...],
+                             spec: models.BackboneSpec = models.CNNF) -> dict[str, Any]:
+  """ImgNet ``params`` with the CNN-F layers read from ``imagenet-vgg-f.mat`` (SPEC §4).
+
+  The file's average image is not applied here: build the image inputs with it
+  (``ImageArray(..., mean=pretrained.load_vggf(path).average_image)``).
+  """
+  loaded = pretrained.load_vggf(path, spec, image_size=int(input_shape[0]))
+  log.info("ImgNet backbone: CNN-F weights from %s", path)
+  return pretrained.merge_backbone(params, loaded, f"imgnet.pretrained_weights={path!r}")
 
 
 def labnet_loss_kwargs(config) -> dict[str, Any]:
@@ -148,6 +171,12 @@ class RunResult:
   database_codes: np.ndarray
   metrics: dict[str, Any]
   history: list[dict[str, Any]]
+  # SPEC Fig. 5: semantic features of the same training points from both networks,
+  # {"index": [m], "labnet": [m, 512], "imgnet": [m, 512], "labels": [m, c]}.
+  semantic: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+SEMANTIC_SAMPLE = 100       # points in the PCA figure of the semantic spaces (SPEC Fig. 5)
 
 
 class DSEHTrainer:
@@ -186,6 +215,7 @@ class DSEHTrainer:
     # results instead of encoding the same data twice: LABNET -> LabNet outputs on the
     # training labels; IMGNET -> (train outputs, query codes, database codes).
     self._phase_end: dict[str, Any] = {}
+    self._last_report: Optional[evaluation.RetrievalReport] = None
     self.checkpointer = RunCheckpointer(f"{workdir}/checkpoints",
                                         max_to_keep=config.checkpoints_to_keep)
     self._train_labels = data.train.labels.astype(np.float32)
@@ -269,6 +299,25 @@ class DSEHTrainer:
     seq = np.random.SeedSequence([self.config.seed, self.num_bits, epoch_index])
     return np.random.default_rng(seq).permutation(self.num_train)
 
+  def _epoch_batches(self, network: str, order: np.ndarray, batch_size: int, n_steps: int):
+    """The epoch's batches in order, sharded ``[devices, per_device, ...]``.
+
+    ImgNet batches read (and, for an :class:`~dseh_jax.input_pipeline.ImageArray`, decode)
+    their images in a background thread and reach the devices two steps ahead; LabNet
+    batches are label rows, cheap enough to build in line.
+    """
+    def make_batch(s: int) -> dict[str, np.ndarray]:
+      index = order[s * batch_size:(s + 1) * batch_size]
+      batch = {"labels": self._train_labels[index], "index": index.astype(np.int32)}
+      if network == IMGNET:
+        batch["inputs"] = self.data.train.inputs[index]
+      return batch
+
+    if network == IMGNET:
+      return input_pipeline.prefetch_train_batches(make_batch, n_steps, self.num_devices,
+                                                   axis_name=ts.AXIS_NAME)
+    return (ts.shard_batch(make_batch(s), self.num_devices) for s in range(n_steps))
+
   def _run_epoch(self, phase: Phase, epoch: int, state_rep, bank_rep):
     """One epoch of ``phase``; returns ``(state, bank, mean metrics)``."""
     g = phase.first_epoch + epoch
@@ -279,17 +328,14 @@ class DSEHTrainer:
     order = self._epoch_order(g)
     keys = np.asarray(jax.random.split(jax.random.fold_in(self.key, g), n_steps))
     metrics = []
-    bar = tqdm.trange(n_steps, disable=not self.progress, leave=False,
+    batches = self._epoch_batches(phase.network, order, batch_size, n_steps)
+    with contextlib.closing(batches):              # stops the prefetch thread on errors
+      bar = tqdm.tqdm(batches, total=n_steps, disable=not self.progress, leave=False,
                       desc=f"{self.num_bits}b r{phase.round} {phase.network} e{epoch}")
-    for s in bar:
-      index = order[s * batch_size:(s + 1) * batch_size]
-      batch = {"labels": self._train_labels[index], "index": index.astype(np.int32)}
-      if phase.network == IMGNET:
-        batch["inputs"] = self.data.train.inputs[index]
-      rng = np.broadcast_to(keys[s], (self.num_devices, 2))
-      state_rep, bank_rep, m = step_fn(state_rep, bank_rep,
-                                       ts.shard_batch(batch, self.num_devices), rng)
-      metrics.append(m)
+      for s, batch in enumerate(bar):
+        rng = np.broadcast_to(keys[s], (self.num_devices, 2))
+        state_rep, bank_rep, m = step_fn(state_rep, bank_rep, batch, rng)
+        metrics.append(m)
     metrics = jax.device_get(metrics)            # one transfer per epoch, not per step
     mean = {k: float(np.mean([m[k][0] for m in metrics])) for k in metrics[0]}
     if not np.isfinite(mean["loss"]):
@@ -361,12 +407,31 @@ class DSEHTrainer:
     return encoding
 
   def _retrieval_metrics(self, q: np.ndarray, db: np.ndarray) -> dict[str, float]:
-    args = (q, db, self.data.query.labels, self.data.database.labels)
-    out = {"map": evaluation.mean_average_precision(*args)}
-    if self.config.eval.top_k:
-      out[f"map@{self.config.eval.top_k}"] = evaluation.mean_average_precision(
-          *args, top_k=self.config.eval.top_k)
+    """MAP (and MAP@top_k) of ImgNet's codes under every tie policy of ``config.eval``:
+    ``map`` / ``map@K`` for the first policy, ``map_<policy>`` / ``map@K_<policy>`` for
+    the others, and precision / recall within ``eval.radius``. The full report (curves
+    included) is kept for :meth:`last_report`."""
+    e = self.config.eval
+    ties = tuple(e.ties)
+    report = evaluation.evaluate_retrieval(
+        q, db, self.data.query.labels, self.data.database.labels,
+        top_k=int(e.top_k) if e.top_k else (), ties=ties, zero_relevant=e.zero_relevant,
+        radius=int(e.radius))
+    self._last_report = report
+    out = {}
+    for i, policy in enumerate(ties):
+      suffix = "" if i == 0 else f"_{policy}"
+      out["map" + suffix] = report.map[policy]
+      if e.top_k:                    # one cut-off: report it under the configured name
+        out[f"map@{e.top_k}{suffix}"] = next(iter(report.map_at.values()))[policy]
+    out[f"precision_r{report.radius_value}"] = report.radius["precision"]
+    out[f"recall_r{report.radius_value}"] = report.radius["recall"]
     return out
+
+  def last_report(self) -> Optional[evaluation.RetrievalReport]:
+    """The full :class:`~dseh_jax.evaluation.RetrievalReport` of the latest ImgNet
+    evaluation (curves and per-query APs), or ``None`` before the first one."""
+    return self._last_report
 
   def run(self) -> RunResult:
     """Trains (or resumes) to the end of the plan and returns the codes and metrics."""
@@ -403,14 +468,25 @@ class DSEHTrainer:
     train_out, q, db = self._imgnet_encoding(imgnet_rep)
     # The plan ends with an ImgNet phase, whose summary already scored these codes.
     final_round = [h for h in self.history if h["kind"] == "imgnet_round"][-1]
-    metrics = {k: v for k, v in final_round.items() if k.startswith("map")}
+    metrics = {k: v for k, v in final_round.items()
+               if k.startswith(("map", "precision_r", "recall_r"))}
     lab_rounds = [h for h in self.history if h["kind"] == "labnet_round"]
     if lab_rounds:
       metrics.update(nh=lab_rounds[-1]["nh"], map_l=lab_rounds[-1]["map_l"])
     metrics["seconds_this_process"] = round(time.time() - start, 2)
     self.checkpointer.close()
     return RunResult(self.num_bits, evaluation.binarize(train_out.hash_logits), q, db, metrics,
-                     self.history)
+                     self.history, self._semantic_sample(labnet_rep, train_out))
+
+  def _semantic_sample(self, labnet_rep, train_out: models.ImgNetOutputs
+                       ) -> dict[str, np.ndarray]:
+    """Both networks' semantic features on a seeded sample of training points."""
+    m = min(SEMANTIC_SAMPLE, self.num_train)
+    rng = np.random.default_rng([self.config.seed, self.num_bits, 5])
+    index = np.sort(rng.choice(self.num_train, size=m, replace=False))
+    labels = self._train_labels[index]
+    return {"index": index, "labnet": self.labnet_outputs(labnet_rep, labels).semantic,
+            "imgnet": np.asarray(train_out.semantic)[index], "labels": labels}
 
 
 def _format_metrics(m: dict[str, Any]) -> str:
@@ -431,25 +507,6 @@ def save_codes(path: str, result: RunResult, data: RetrievalData) -> None:
       query_ids=data.query.ids, database_ids=data.database.ids))
 
 
-def write_json(path: str, obj: Any) -> None:
-  """Writes ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
-  _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
-
-
-def _atomic_write(path: str, write) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def versions() -> dict[str, str]:
   import flax, optax, orbax.checkpoint  # pylint: disable=import-outside-toplevel,multiple-imports
   return {"python": platform.python_version(), "jax": jax.__version__,
@@ -457,6 +514,40 @@ def versions() -> dict[str, str]:
           "flax": flax.__version__, "optax": optax.__version__,
           "orbax-checkpoint": orbax.checkpoint.__version__, "numpy": np.__version__,
           "devices": f"{jax.local_device_count()} x {jax.devices()[0].platform}"}
+
+
+def write_figures(bit_dir: str, report: evaluation.RetrievalReport,
+                  semantic: dict[str, np.ndarray], dataset: str, num_bits: int,
+                  method: str = "DSEH") -> None:
+  """Writes ``curves.json`` (the full report), the PR and P@N curves (SPEC Figs. 3–4, with
+  JSON/CSV next to each PNG) and, when ``semantic`` is given, ``semantic.npz`` and the PCA
+  of both semantic spaces (Fig. 5) into ``bit_dir``."""
+  write_json(f"{bit_dir}/curves.json", report.to_dict())
+  curves_plot.plot_pr_curves({method: report}, f"{bit_dir}/pr_curve.png",
+                             curves_plot.nice_title(dataset, num_bits, "precision-recall"))
+  if report.precision_at_n:
+    curves_plot.plot_precision_at_n(
+        {method: report}, f"{bit_dir}/precision_at_n.png",
+        curves_plot.nice_title(dataset, num_bits, "precision@N"), policy=report.ties[0])
+  if semantic:
+    _atomic_write(f"{bit_dir}/semantic.npz", lambda f: np.savez(
+        f, index=semantic["index"], labnet_features=semantic["labnet"],
+        imgnet_features=semantic["imgnet"], labels=semantic["labels"]))
+    curves_plot.plot_semantic_pca(semantic["labnet"], semantic["imgnet"],
+                                  f"{bit_dir}/semantic_pca.png", labels=semantic["labels"],
+                                  title=curves_plot.nice_title(dataset, num_bits,
+                                                               "semantic features (PCA)"))
+
+
+def check_leakage(config: ml_collections.ConfigDict, data: RetrievalData) -> dict[str, Any]:
+  """The overlap of the query split with the database and train splits, by id; raises
+  unless ``config.eval`` allows the overlap found (SPEC §6)."""
+  report = leakage.overlap_report(data.query.ids, data.database.ids, data.train.ids)
+  leakage.check_protocol(report,
+                         allow_query_in_database=bool(config.eval.allow_query_in_database),
+                         allow_query_in_train=bool(config.eval.allow_query_in_train),
+                         where=f"dataset {data.name!r}")
+  return report.to_dict()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, workdir: str,
@@ -467,12 +558,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
   ``history.json``; a length whose codes are already there is not trained again, and an
   interrupted one resumes from its last checkpoint.
   """
+  overlaps = check_leakage(config, data)
   os.makedirs(workdir, exist_ok=True)
   results_path = os.path.join(workdir, "results.json")
   results = {"config": json.loads(config.to_json()), "seed": config.seed,
              "dataset": {"name": data.name, "train": len(data.train),
                          "query": len(data.query), "database": len(data.database),
-                         "classes": data.num_classes},
+                         "classes": data.num_classes, "overlaps": overlaps},
              "versions": versions(), "bits": {}}
   if os.path.exists(results_path):
     with open(results_path) as f:
@@ -485,11 +577,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
       log.info("%d bits: already done, skipping", num_bits)
       continue
     t0 = time.time()
-    result = DSEHTrainer(config, data, num_bits, bit_dir, progress=progress).run()
+    trainer = DSEHTrainer(config, data, num_bits, bit_dir, progress=progress)
+    result = trainer.run()
     save_codes(f"{bit_dir}/codes.npz", result, data)
     write_json(f"{bit_dir}/history.json", result.history)
     plots.plot_history(result.history, f"{bit_dir}/history.png",
                        title=f"DSEH on {data.name}, {num_bits} bits")
+    report = trainer.last_report() or evaluation.evaluate_retrieval(   # None after a resume
+        result.query_codes, result.database_codes, data.query.labels,     # past the last
+        data.database.labels, top_k=int(config.eval.top_k) or (),         # evaluation
+        ties=tuple(config.eval.ties), zero_relevant=config.eval.zero_relevant,
+        radius=int(config.eval.radius))
+    write_figures(bit_dir, report, result.semantic, data.name, num_bits)
     results["bits"][str(num_bits)] = {**result.metrics,
                                       "wall_seconds": round(time.time() - t0, 2)}
     results["wall_seconds_total"] = round(

@@ -73,10 +73,35 @@ def test_train_and_evaluate_writes_results_and_codes(tmp_path):
   codes = np.load(tmp_path / "bits8" / "codes.npz")
   np.testing.assert_array_equal(codes["query_ids"], data.query.ids)
   assert codes["database_codes"].shape == (len(data.database), 8)
+  # Both tie policies, recomputed here from the saved codes by a numpy brute force.
+  q, db = codes["query_codes"], codes["database_codes"]
+  dist = (8 - q.astype(int) @ db.astype(int).T) // 2
+  rel = (data.query.labels @ data.database.labels.T) > 0
+  stable = [ref_ap(rel[i][np.argsort(dist[i], kind="stable")]) for i in range(len(q))]
+  r = on_disk["bits"]["8"]
+  assert r["map"] == pytest.approx(np.mean(stable), abs=1e-9)
+  assert 0.0 <= r["map_tie_aware"] <= 1.0 and "map@20_tie_aware" in r
+  assert {"precision_r2", "recall_r2"} <= set(r)
+  assert on_disk["dataset"]["overlaps"]["query_in_database"] == 0
+  curves = json.loads((tmp_path / "bits8" / "curves.json").read_text())
+  assert curves["map"]["stable"] == pytest.approx(r["map"])
+  assert len(curves["pr_curve"]["precision"]) == 9
+  for name in ("pr_curve.png", "precision_at_n.png", "semantic_pca.png", "semantic.npz",
+               "pr_curve.csv", "precision_at_n.json"):
+    assert (tmp_path / "bits8" / name).stat().st_size > 0, name
+  semantic = np.load(tmp_path / "bits8" / "semantic.npz")
+  assert semantic["labnet_features"].shape == semantic["imgnet_features"].shape == (64, 16)
   # A checkpoint of another config is refused, not mixed in.
   config.labnet.loss.s = 0.5
   with pytest.raises(ValueError, match="different config"):
     DSEHTrainer(config, data, 8, str(tmp_path / "bits8"), progress=False).run()
+
+
+def ref_ap(rel_in_order):
+  """AP of one ranked relevance list (0 without relevant items)."""
+  hits = np.cumsum(rel_in_order)
+  ranks = np.arange(1, len(rel_in_order) + 1)
+  return float(np.sum(rel_in_order * hits / ranks) / hits[-1]) if hits[-1] else 0.0
 
 
 def _cli(workdir):

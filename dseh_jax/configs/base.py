@@ -59,6 +59,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Evaluation and bookkeeping.
   c.eval = ml_collections.ConfigDict()
   c.eval.top_k = 0                           # 0: MAP over the whole ranking; else also MAP@top_k
+  c.eval.ties = ("stable", "tie_aware")      # tie policies; the first one is "map" (SPEC §6)
+  c.eval.zero_relevant = "count_as_zero"     # the authors' code; or "skip"
+  c.eval.radius = 2                          # precision / recall within this Hamming radius
+  c.eval.allow_query_in_database = False     # leakage guard (by id); True to reproduce lists
+  c.eval.allow_query_in_train = False        # that are known to overlap (SPEC §6)
   c.eval.batch_size = 256
   c.eval.labnet_map_every = 1                # epochs between LabNet label-retrieval MAPs (0: off)
   c.collapse_nh_fraction = 0.05              # warn when nh < this × distinct training label sets
