@@ -2,7 +2,7 @@
 
     python experiments/train_dseh.py --config digits --bits 16,32,48,64 --workdir runs/digits
     python experiments/train_dseh.py --config nuswide21 --choices code \\
-        --set imgnet.optimizer.lr=3e-4 --workdir runs/nus
+        --data_dir /data/NUS-WIDE --set imgnet.optimizer.lr=3e-4 --workdir runs/nus
 
 Writes ``WORKDIR/results.json`` (MAP per bit length, config, seed, versions, wall time),
 ``WORKDIR/bits{K}/codes.npz`` and ``history.json``; re-running the same command resumes.
@@ -29,6 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--bits", default="", help="comma-separated code lengths, e.g. 16,32")
   p.add_argument("--workdir", required=True)
   p.add_argument("--seed", type=int, default=None)
+  p.add_argument("--data_dir", default="",
+                 help="dataset folder (sets data.kwargs.data_dir): the raw NUS-WIDE, COCO or "
+                      "ILSVRC layout, list files or Img.h5/Lab.h5")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override, e.g. --set imgnet.optimizer.lr=1e-3 (repeatable)")
   p.add_argument("--host_devices", type=int, default=0,
@@ -80,6 +83,8 @@ def main(argv=None) -> int:
     config.bits = tuple(int(b) for b in args.bits.split(","))
   if args.seed is not None:
     config.seed = args.seed
+  if args.data_dir:
+    config.data.kwargs.data_dir = args.data_dir
   apply_overrides(config, args.set)
 
   os.makedirs(args.workdir, exist_ok=True)
@@ -91,19 +96,27 @@ def main(argv=None) -> int:
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
   start = time.time()
-  data = load_dataset(config.data)
+  data = load_dataset(config.data, seed=config.seed)
   results = train_and_evaluate(config, data, args.workdir, progress=not args.no_progress)
   k = config.eval.top_k
   print(f"\nDSEH on {data.name} ({len(data.query)} queries, {len(data.database)} database, "
         f"{len(data.train)} train); seed {config.seed}; {time.time() - start:.0f} s")
-  header = f"| bits | MAP | {'MAP@' + str(k) + ' | ' if k else ''}map_l | nh | seconds |"
-  print(header)
-  print("|" + "---|" * (header.count("|") - 1))
+  ties = tuple(config.eval.ties)
+  names = [("MAP" + ("" if i == 0 else f" {p}"), "map" + ("" if i == 0 else f"_{p}"))
+           for i, p in enumerate(ties)]
+  if k:
+    names += [(f"MAP@{k}" + ("" if i == 0 else f" {p}"),
+               f"map@{k}" + ("" if i == 0 else f"_{p}")) for i, p in enumerate(ties)]
+  radius = int(config.eval.radius)
+  names += [(f"P@r≤{radius}", f"precision_r{radius}"), ("map_l", "map_l")]
+  print(f"(MAP: ties {ties[0]}; zero-relevant queries: {config.eval.zero_relevant})")
+  print("| bits | " + " | ".join(n for n, _ in names) + " | nh | seconds |")
+  print("|---|" + "---|" * (len(names) + 2))
   for bits in config.bits:
     r = results["bits"][str(bits)]
-    at_k = f"{r[f'map@{k}']:.4f} | " if k else ""
-    print(f"| {bits} | {r['map']:.4f} | {at_k}{r.get('map_l', float('nan')):.4f} | "
-          f"{r.get('nh', '')} | {r['wall_seconds']:.0f} |")
+    cells = [f"{r[key]:.4f}" if key in r else "" for _, key in names]
+    print(f"| {bits} | " + " | ".join(cells) + f" | {r.get('nh', '')} | "
+          f"{r['wall_seconds']:.0f} |")
   return 0
 
 

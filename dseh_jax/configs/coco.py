@@ -5,6 +5,10 @@ from dseh_jax.configs.base import get_base_config, use_code_choices
 def get_config(choices: str = "paper"):
   c = get_base_config()
   c.data.name = "coco"
+  c.data.kwargs.data_dir = ""               # raw layout; --data_dir on the command line
+  c.data.image_size = 224                   # SPEC §4
+  c.data.resize_to = 0                      # 0: resize straight to image_size
+  c.data.mean = "vgg_f"                     # "vgg_f", "none" or three RGB numbers
   c.labnet.epochs_per_round = (40, 30, 20)   # code
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer.lr = 10 ** -3.5         # code

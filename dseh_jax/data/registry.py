@@ -1,68 +1,112 @@
-"""``load_dataset(data_config)``: the dataset named by a config's ``data`` section."""
+"""``load_dataset(data_config)``: the dataset named by a config's ``data`` section (SPEC §6).
+
+Names and their ``data.kwargs``:
+
+* ``digits_mosaic``, ``digits_single``: the embedded digits (``build_digits_mosaic``);
+* ``features`` (``.npz``, ``.mat`` or ``.h5``) and ``features_npz``: ``path``;
+* ``nus_wide21``, ``coco``, ``imagenet100``: the raw layouts under ``data_dir``, split by
+  the paper's protocol (``dseh_jax.data.nus_wide`` / ``coco`` / ``imagenet``), seeded by
+  ``kwargs.seed`` or else the run's seed;
+* ``list_files``: ``train.txt`` / ``test.txt`` / ``database.txt`` under ``data_dir``;
+* ``hdf5_layout``: the authors' ``Img.h5`` + ``Lab.h5`` under ``data_dir``;
+* ``tfds``: a dataset prepared by ``experiments/prepare_dataset.py`` (``builder``,
+  ``data_dir``, ``config``).
+
+Image datasets come back with lazy ``ImageArray`` inputs, preprocessed as the data config
+says: ``image_size`` (224), ``resize_to`` (0) and ``mean`` (``"vgg_f"``, ``"none"`` or
+three numbers).
+"""
 from __future__ import annotations
 
-from typing import Any, Mapping
+import inspect
+from typing import Any, Callable, Mapping, Optional
 
-import numpy as np
-
+from dseh_jax.data.coco import build_coco
 from dseh_jax.data.digits_mosaic import build_digits_mosaic
-from dseh_jax.data.splits import RetrievalData, Split
+from dseh_jax.data.features import FEATURE_FIELDS, load_feature_file, load_feature_npz
+from dseh_jax.data.hdf5_layout import build_hdf5_layout
+from dseh_jax.data.imagenet import build_imagenet100
+from dseh_jax.data.list_files import build_list_files
+from dseh_jax.data.listing import to_retrieval_data
+from dseh_jax.data.nus_wide import build_nus_wide21
+from dseh_jax.data.splits import RetrievalData
 
-FEATURE_FIELDS = ("x_train", "y_train", "x_query", "y_query", "x_database", "y_database")
+__all__ = ["FEATURE_FIELDS", "NAMES", "load_dataset", "load_feature_file", "load_feature_npz"]
 
-
-def load_feature_npz(path: str, *, name: str = "features") -> RetrievalData:
-  """Precomputed features (SPEC §4 feature mode) from an ``.npz`` holding
-  ``x_train [n, d], y_train [n, c], x_query, y_query, x_database, y_database``.
-
-  Ids are row numbers offset per split (train, query, database), since the file has none.
-  """
-  try:
-    arrays = np.load(path)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path}: cannot read as .npz ({e})") from e
-  with arrays:
-    missing = [f for f in FEATURE_FIELDS if f not in arrays.files]
-    if missing:
-      raise ValueError(f"{path}: missing field(s) {missing}; expected {list(FEATURE_FIELDS)}")
-    fields = {f: arrays[f] for f in FEATURE_FIELDS}
-  splits, offset = {}, 0
-  for split in ("train", "query", "database"):
-    x, y = fields[f"x_{split}"], fields[f"y_{split}"]
-    if x.ndim != 2:
-      raise ValueError(f"{path}: field 'x_{split}' has shape {x.shape}; expected [n, d]")
-    if not np.issubdtype(x.dtype, np.floating):
-      raise ValueError(f"{path}: field 'x_{split}' has dtype {x.dtype}; expected floats")
-    n = x.shape[0]
-    splits[split] = Split(x.astype(np.float32), np.asarray(y, np.float32),
-                          np.arange(offset, offset + n, dtype=np.int64))
-    offset += n
-  c = splits["train"].labels.shape[1] if splits["train"].labels.ndim == 2 else 0
-  data = RetrievalData(name, splits["train"], splits["query"], splits["database"],
-                       tuple(str(i) for i in range(c)))
-  try:
-    return data.validate()
-  except ValueError as e:
-    raise ValueError(f"{path}: {e}") from e
+IMAGE_LOADERS: dict[str, Callable[..., Any]] = {
+    "nus_wide21": build_nus_wide21, "coco": build_coco, "imagenet100": build_imagenet100,
+    "list_files": build_list_files, "hdf5_layout": build_hdf5_layout}
+SEEDED = ("nus_wide21", "coco", "imagenet100")
+NAMES = ("digits_mosaic", "digits_single", "features", "features_npz") + tuple(
+    IMAGE_LOADERS) + ("tfds",)
 
 
-def load_dataset(data_config: Mapping[str, Any]) -> RetrievalData:
+def _check_options(name: str, loader: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+  """Unknown ``data.kwargs`` keys are a ValueError listing the loader's options."""
+  accepted = [p for p in inspect.signature(loader).parameters if p != "data_dir"]
+  unknown = sorted(set(kwargs) - set(accepted))
+  if unknown:
+    raise ValueError(f"data.kwargs {unknown} are not options of dataset {name!r}; expected "
+                     f"some of {accepted}")
+
+
+def preprocessing(data_config: Mapping[str, Any]) -> dict[str, Any]:
+  """``image_size``, ``resize_to`` and ``mean`` of the data config, with defaults."""
+  mean = data_config.get("mean", "vgg_f")
+  return {"image_size": int(data_config.get("image_size", 224)),
+          "resize_to": int(data_config.get("resize_to", 0)),
+          "mean": tuple(mean) if isinstance(mean, list) else mean}
+
+
+def load_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
+                 ) -> RetrievalData:
   """Builds or reads the dataset ``data_config["name"]`` with ``data_config["kwargs"]``.
 
-  Names: ``digits_mosaic`` and ``digits_single`` (embedded), ``features_npz``
-  (``kwargs.path``).
+  Args:
+    data_config: ``name``, ``kwargs`` and, for images, ``image_size``, ``resize_to``,
+      ``mean`` (module docstring).
+    seed: the run's seed; seeds the protocol split of ``nus_wide21``, ``coco`` and
+      ``imagenet100`` unless ``kwargs.seed`` is given (default 0).
   """
   name = data_config["name"]
   kwargs = dict(data_config.get("kwargs", {}) or {})
+  # The real configs carry data_dir="" (filled by --data_dir); loaders without a folder
+  # ignore an empty one.
+  if not kwargs.get("data_dir", "x") and name not in IMAGE_LOADERS and name != "tfds":
+    kwargs.pop("data_dir")
   if name == "digits_mosaic":
     return build_digits_mosaic(**kwargs)
   if name == "digits_single":
     return build_digits_mosaic(single_label=True, **kwargs)
-  if name == "features_npz":
+  if name in ("features", "features_npz"):
     if "path" not in kwargs:
-      raise ValueError("data.name='features_npz' needs data.kwargs.path (an .npz file)")
-    return load_feature_npz(kwargs.pop("path"), **kwargs)
+      raise ValueError(f"data.name={name!r} needs data.kwargs.path (an .npz, .mat or .h5 "
+                       "file)")
+    loader = load_feature_npz if name == "features_npz" else load_feature_file
+    return loader(kwargs.pop("path"), **kwargs)
+  if name in IMAGE_LOADERS:
+    loader = IMAGE_LOADERS[name]
+    data_dir = kwargs.pop("data_dir", "")
+    if not data_dir:
+      raise ValueError(f"data.name={name!r} needs data.kwargs.data_dir (the dataset folder; "
+                       "--data_dir on the command line)")
+    if name in SEEDED and "seed" not in kwargs:
+      kwargs["seed"] = 0 if seed is None else int(seed)
+    _check_options(name, loader, kwargs)
+    return to_retrieval_data(loader(str(data_dir), **kwargs), **preprocessing(data_config))
+  if name == "tfds":
+    from dseh_jax.data.tfds_builders import read_prepared  # pylint: disable=import-outside-toplevel
+    missing = [k for k in ("builder", "data_dir") if not kwargs.get(k)]
+    if missing:
+      raise ValueError(f"data.name='tfds' needs data.kwargs {missing} (the TFDS name and the "
+                       "folder given to experiments/prepare_dataset.py)")
+    unknown = sorted(set(kwargs) - {"builder", "data_dir", "config"})
+    if unknown:
+      raise ValueError(f"data.kwargs {unknown} are not options of dataset 'tfds'; expected "
+                       "some of ['builder', 'data_dir', 'config']")
+    return read_prepared(str(kwargs["builder"]), str(kwargs["data_dir"]),
+                         config=str(kwargs.get("config", "protocol_seed0")),
+                         **preprocessing(data_config))
   raise ValueError(
-      f"dataset {name!r} has no loader in this version; available: digits_mosaic, "
-      "digits_single, features_npz (precomputed features: set data.name=features_npz, "
-      "data.kwargs.path=FILE.npz and imgnet.backbone=none)")
+      f"dataset {name!r} has no loader; available: {', '.join(NAMES)} (precomputed "
+      "features: set data.name=features, data.kwargs.path=FILE and imgnet.backbone=none)")

@@ -12,6 +12,7 @@ Whether ``train`` is part of ``database`` is a protocol choice made by the loade
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -21,7 +22,10 @@ class Split:
   """One split of a retrieval dataset.
 
   Attributes:
-    inputs: ``[n, H, W, C]`` float32 images (NHWC) or ``[n, d]`` float32 features.
+    inputs: ``[n, H, W, C]`` float32 images (NHWC) or ``[n, d]`` float32 features: a
+      numpy array, or a lazy array-like (``.shape``, ``.dtype``, ``len()`` and
+      ``__getitem__`` with an int, a slice or an int array) such as
+      ``dseh_jax.input_pipeline.ImageArray`` that decodes images on access.
     labels: ``[n, c]`` float32 multi-hot labels (single-label sets are one-hot).
     ids: ``[n]`` int64 stable identifiers; the same source item has the same id in
       every split it appears in, so overlaps between splits can be counted.
@@ -36,12 +40,17 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class RetrievalData:
-  """A dataset with ``train``, ``query`` and ``database`` splits."""
+  """A dataset with ``train``, ``query`` and ``database`` splits.
+
+  ``stats`` holds what the loader counted (removed images, split sizes, overlaps between
+  splits by id; see ``dseh_jax.data.listing.overlap_report``); empty when it has none.
+  """
   name: str
   train: Split
   query: Split
   database: Split
   class_names: tuple[str, ...]
+  stats: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def num_classes(self) -> int:
@@ -64,7 +73,11 @@ class RetrievalData:
 
 def validate_split(split: Split, where: str, num_classes: int,
                    input_shape: tuple[int, ...]) -> None:
-  """Raises ``ValueError`` naming ``where`` and the field when ``split`` is malformed."""
+  """Raises ``ValueError`` naming ``where`` and the field when ``split`` is malformed.
+
+  Lazy inputs (anything but a numpy array) are checked by ``.shape``, ``.dtype`` and
+  ``len()`` only, so validating never decodes a whole image set.
+  """
   n = split.labels.shape[0]
   if split.labels.ndim != 2 or split.labels.shape[1] != num_classes:
     raise ValueError(f"{where}: field 'labels' has shape {split.labels.shape}; "
@@ -80,7 +93,11 @@ def validate_split(split: Split, where: str, num_classes: int,
   if split.inputs.dtype != np.float32:
     raise ValueError(f"{where}: field 'inputs' has dtype {split.inputs.dtype}; "
                      "expected float32")
-  if not np.all(np.isfinite(split.inputs)):
+  if len(split.inputs) != n:
+    raise ValueError(f"{where}: field 'inputs' has len() {len(split.inputs)} but shape "
+                     f"{tuple(split.inputs.shape)}")
+  if isinstance(split.inputs, np.ndarray) and not np.all(np.isfinite(split.inputs)):
     raise ValueError(f"{where}: field 'inputs' holds NaN or infinite values")
-  if split.ids.shape != (n,):
-    raise ValueError(f"{where}: field 'ids' has shape {split.ids.shape}; expected ({n},)")
+  if split.ids.shape != (n,) or not np.issubdtype(split.ids.dtype, np.integer):
+    raise ValueError(f"{where}: field 'ids' has shape {split.ids.shape} and dtype "
+                     f"{split.ids.dtype}; expected ({n},) integers")
