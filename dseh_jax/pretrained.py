@@ -328,6 +328,13 @@ def load_vggf(path: str, spec: models.BackboneSpec = models.CNNF, *,
   return VGGFWeights(params, average_image, size)
 
 
+def load_average_image(path: str) -> Optional[np.ndarray]:
+  """The ``averageImage`` of a MatConvNet file (``[H, W, 3]`` or ``[3]`` float32, RGB),
+  or ``None`` when it has none; the layers are not checked (see :func:`load_vggf`)."""
+  _, normalization = _read_network(str(path))
+  return _normalization(str(path), normalization)[0]
+
+
 def _normalization(path: str, normalization: Any
                    ) -> tuple[Optional[np.ndarray], Optional[tuple[int, int]]]:
   if normalization is None:

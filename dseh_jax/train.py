@@ -151,6 +151,25 @@ def load_pretrained_backbone(params: dict[str, Any], path: str,
   return pretrained.merge_backbone(params, loaded, f"imgnet.pretrained_weights={path!r}")
 
 
+def use_weights_mean(config: ml_collections.ConfigDict, data: RetrievalData) -> RetrievalData:
+  """``data`` with the average image of ``imgnet.pretrained_weights`` subtracted from its
+  lazy image inputs when ``data.mean`` is ``"vgg_f"`` (SPEC §4: the VGG-F mean comes from
+  the weights file when there is one, else the published RGB mean); else ``data``."""
+  path = config.imgnet.pretrained_weights
+  if not path or config.data.get("mean", "vgg_f") != "vgg_f":
+    return data
+  if not isinstance(data.train.inputs, input_pipeline.ImageArray):
+    return data                                # features or in-memory arrays: as given
+  average = pretrained.load_average_image(path)
+  if average is None:
+    log.info("%s has no averageImage; keeping the published VGG-F mean", path)
+    return data
+  log.info("subtracting the average image of %s from the images", path)
+  return dataclasses.replace(data, **{
+      name: dataclasses.replace(split, inputs=split.inputs.with_mean(average))
+      for name, split in data.splits().items()})
+
+
 def labnet_loss_kwargs(config) -> dict[str, Any]:
   c = config.labnet.loss
   return dict(weights=dict(c.weights), s=c.s, half=c.half, reduction=c.reduction)
@@ -550,6 +569,19 @@ def check_leakage(config: ml_collections.ConfigDict, data: RetrievalData) -> dic
   return report.to_dict()
 
 
+def _json_safe(obj: Any) -> Any:
+  """``obj`` with numpy scalars and arrays turned into plain Python for JSON."""
+  if isinstance(obj, dict):
+    return {str(k): _json_safe(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_json_safe(v) for v in obj]
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  if isinstance(obj, np.generic):
+    return obj.item()
+  return obj
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, workdir: str,
                        *, progress: bool = True) -> dict[str, Any]:
   """Trains DSEH at every length in ``config.bits``; writes ``workdir/results.json``.
@@ -559,12 +591,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
   interrupted one resumes from its last checkpoint.
   """
   overlaps = check_leakage(config, data)
+  data = use_weights_mean(config, data)
   os.makedirs(workdir, exist_ok=True)
   results_path = os.path.join(workdir, "results.json")
   results = {"config": json.loads(config.to_json()), "seed": config.seed,
              "dataset": {"name": data.name, "train": len(data.train),
                          "query": len(data.query), "database": len(data.database),
-                         "classes": data.num_classes, "overlaps": overlaps},
+                         "classes": data.num_classes, "overlaps": overlaps,
+                         "loader_stats": _json_safe(getattr(data, "stats", {}) or {})},
              "versions": versions(), "bits": {}}
   if os.path.exists(results_path):
     with open(results_path) as f:

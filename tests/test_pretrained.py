@@ -184,3 +184,36 @@ def test_create_imgnet_state_rejects_weights_for_other_backbones(tmp_path):
                         jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match=r"needs square \[H, W, 3\] image inputs"):
     create_imgnet_state(_imgnet_config(path, "cnnf"), (4096,), 8, 256, jax.random.PRNGKey(0))
+
+
+def test_images_get_the_weights_average_image_when_weights_are_given(tmp_path):
+  """SPEC §4: with ``imgnet.pretrained_weights`` the file's averageImage replaces the
+  published mean; without weights (or with another data.mean) the data is unchanged."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from dseh_jax.data.splits import RetrievalData, Split  # pylint: disable=import-outside-toplevel
+  from dseh_jax.input_pipeline import (FileBytes, ImageArray,  # pylint: disable=import-outside-toplevel
+                                       VGG_F_RGB_MEAN)
+  from dseh_jax.train import use_weights_mean  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  names = []
+  for i in range(3):
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    names.append(f"{i}.png")
+  average = rng.uniform(90, 130, (8, 8, 3)).astype(np.float32)
+  path, _ = small_file(tmp_path, average=average)
+  split = Split(ImageArray(FileBytes(str(tmp_path), names), image_size=8),
+                np.eye(3, dtype=np.float32), np.arange(3))
+  data = RetrievalData("tiny", split, split, split, ("a", "b", "c"))
+  raw = np.stack([np.asarray(Image.open(tmp_path / n).convert("RGB"), np.float32)
+                  for n in names])
+  np.testing.assert_allclose(data.query.inputs[:], raw - np.asarray(VGG_F_RGB_MEAN), atol=1e-4)
+  config = _imgnet_config(path)
+  config.data.mean = "vgg_f"
+  got = use_weights_mean(config, data)
+  for s in (got.train, got.query, got.database):
+    np.testing.assert_allclose(s.inputs[:], raw - average, atol=1e-4)
+  config.data.mean = "none"
+  assert use_weights_mean(config, data) is data
+  config.data.mean = "vgg_f"
+  config.imgnet.pretrained_weights = ""
+  assert use_weights_mean(config, data) is data

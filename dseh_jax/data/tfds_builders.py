@@ -211,7 +211,8 @@ def prepare(name: str, manual_dir: str, data_dir: str, *, seed: int = 0,
     config = listed[config.name]
   builder = BUILDERS[name](data_dir=data_dir, file_format=FILE_FORMAT, config=config)
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir,
+                                                   try_download_gcs=False))  # no network
   return builder
 
 
