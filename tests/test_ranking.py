@@ -216,6 +216,26 @@ def test_stable_map_larger_case_matches_python_sort(seed):
     assert got == pytest.approx(np.mean(want), abs=1e-12), k
 
 
+@pytest.mark.parametrize("bits", [126, 127])
+def test_key_width_boundary(bits):
+  """The byte/16-bit key switch: every path matches the brute force on both sides."""
+  q, db, ql, dl = case(bits, bits=bits, nq=3, nd=25, p_label=0.5)
+  db[5:9] = db[4]                                     # ties
+  dist, rel = ref_distances(q.tolist(), db.tolist()), ref_relevant(ql, dl)
+  orders = [sorted(range(25), key=lambda j: (dist[i][j], j)) for i in range(3)]
+  want = np.mean([ref_ap([rel[i][j] for j in orders[i]]) for i in range(3)])
+  want_k = np.mean([ref_ap([rel[i][j] for j in orders[i]], 7) for i in range(3)])
+  r = evaluation.evaluate_retrieval(q, db, ql, dl, top_k=7, precision_at_n=())
+  assert r.map["stable"] == pytest.approx(want, abs=1e-12)
+  assert r.map_at[7]["stable"] == pytest.approx(want_k, abs=1e-12)
+  items, relevant = _counts(q, db, ql, dl)
+  np.testing.assert_allclose(r.per_query_ap["tie_aware"],
+                             ranking.tie_aware_average_precision(items, relevant), atol=1e-12)
+  only_hist = evaluation.evaluate_retrieval(q, db, ql, dl, ties="tie_aware", full_map=False,
+                                            top_k=7, precision_at_n=())
+  assert only_hist.pr_curve == r.pr_curve
+
+
 def test_long_codes_use_wide_keys():
   """130 bits (keys 2d + rel above 255) still match the brute force."""
   q, db, ql, dl = case(3, bits=130, nq=3, nd=20)
