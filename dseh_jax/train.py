@@ -37,7 +37,7 @@ from dseh_jax import train_steps as ts
 from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.evaluation import curves_plot, leakage
 from dseh_jax.evaluation.atomic_io import atomic_write as _atomic_write
-from dseh_jax.evaluation.atomic_io import write_json
+from dseh_jax.evaluation.atomic_io import jsonable, write_json
 from dseh_jax.data.splits import RetrievalData
 
 log = logging.getLogger("dseh_jax")
@@ -569,19 +569,6 @@ def check_leakage(config: ml_collections.ConfigDict, data: RetrievalData) -> dic
   return report.to_dict()
 
 
-def _json_safe(obj: Any) -> Any:
-  """``obj`` with numpy scalars and arrays turned into plain Python for JSON."""
-  if isinstance(obj, dict):
-    return {str(k): _json_safe(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_json_safe(v) for v in obj]
-  if isinstance(obj, np.ndarray):
-    return obj.tolist()
-  if isinstance(obj, np.generic):
-    return obj.item()
-  return obj
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, workdir: str,
                        *, progress: bool = True) -> dict[str, Any]:
   """Trains DSEH at every length in ``config.bits``; writes ``workdir/results.json``.
@@ -598,7 +585,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
              "dataset": {"name": data.name, "train": len(data.train),
                          "query": len(data.query), "database": len(data.database),
                          "classes": data.num_classes, "overlaps": overlaps,
-                         "loader_stats": _json_safe(getattr(data, "stats", {}) or {})},
+                         "loader_stats": jsonable(getattr(data, "stats", {}) or {})},
              "versions": versions(), "bits": {}}
   if os.path.exists(results_path):
     with open(results_path) as f:

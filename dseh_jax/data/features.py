@@ -16,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
+from dseh_jax.data.hdf5_layout import read_hdf5_datasets
 from dseh_jax.data.listing import SPLITS, overlap_report
 from dseh_jax.data.splits import RetrievalData, Split
 
@@ -58,21 +59,7 @@ def _read_mat(path: str) -> dict[str, np.ndarray]:
 
 
 def _read_h5(path: str) -> dict[str, np.ndarray]:
-  import h5py  # pylint: disable=import-outside-toplevel
-  try:
-    f = h5py.File(path, "r")
-  except FileNotFoundError as e:
-    raise ValueError(f"{path}: file not found") from e
-  except OSError as e:
-    raise ValueError(f"{path}: cannot read as HDF5 ({e})") from e
-  with f:
-    out = {}
-    for name in FEATURE_FIELDS + ID_FIELDS:
-      if name in f:
-        if not isinstance(f[name], h5py.Dataset):
-          raise ValueError(f"{path}: field {name!r} is a group; expected a dataset")
-        out[name] = f[name][()]
-  return out
+  return read_hdf5_datasets(path, FEATURE_FIELDS + ID_FIELDS, required=False)
 
 
 READERS = {".npz": _read_npz, ".mat": _read_mat, ".h5": _read_h5, ".hdf5": _read_h5}

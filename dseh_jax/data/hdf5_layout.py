@@ -20,7 +20,10 @@ FIELDS = {"train": ("ImgTrain", "LabTrain"), "query": ("ImgQuery", "LabQuery"),
           "database": ("ImgDataBase", "LabDataBase")}
 
 
-def _read_datasets(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def read_hdf5_datasets(path: str, names: tuple[str, ...], *,
+                       required: bool = True) -> dict[str, np.ndarray]:
+  """The datasets ``names`` of the HDF5 file ``path`` as numpy arrays; missing ones are an
+  error (``required``) or left out. Errors name the file and the field."""
   import h5py  # pylint: disable=import-outside-toplevel
   try:
     f = h5py.File(path, "r")
@@ -30,10 +33,12 @@ def _read_datasets(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     raise ValueError(f"{path}: cannot read as HDF5 ({e})") from e
   with f:
     missing = [n for n in names if n not in f]
-    if missing:
+    if missing and required:
       raise ValueError(f"{path}: missing dataset(s) {missing}; expected {list(names)}")
     out = {}
     for n in names:
+      if n not in f:
+        continue
       if not isinstance(f[n], h5py.Dataset):
         raise ValueError(f"{path}: field {n!r} is a group; expected a dataset")
       out[n] = f[n][()]
@@ -92,8 +97,8 @@ def build_hdf5_layout(data_dir: str, *, image_root: str = "", strip_prefix: str 
     name: dataset name.
   """
   img_path, lab_path = os.path.join(data_dir, img_file), os.path.join(data_dir, lab_file)
-  images = _read_datasets(img_path, tuple(f[0] for f in FIELDS.values()))
-  labels = _read_datasets(lab_path, tuple(f[1] for f in FIELDS.values()))
+  images = read_hdf5_datasets(img_path, tuple(f[0] for f in FIELDS.values()))
+  labels = read_hdf5_datasets(lab_path, tuple(f[1] for f in FIELDS.values()))
   splits, width = {}, None
   for split, (img_field, lab_field) in FIELDS.items():
     paths = tuple(normalize_path(p, strip_prefix)

@@ -33,6 +33,7 @@ from dseh_jax.data.list_files import build_list_files
 from dseh_jax.data.listing import SPLITS, ImageDataset, resolve_mean
 from dseh_jax.data.nus_wide import build_nus_wide21
 from dseh_jax.data.splits import RetrievalData, Split
+from dseh_jax.evaluation.atomic_io import jsonable
 
 VERSION = tfds.core.Version("1.0.0")
 FILE_FORMAT = "array_record"
@@ -68,7 +69,7 @@ def config_name(seed: int = 0, from_list_files: bool = False, **options: Any) ->
   """
   name = "list_files" if from_list_files else f"protocol_seed{int(seed)}"
   if options:
-    text = json.dumps(_jsonable(options), sort_keys=True)
+    text = json.dumps(jsonable(options), sort_keys=True)
     name += "_" + hashlib.blake2b(text.encode("utf-8"), digest_size=4).hexdigest()
   return name
 
@@ -114,7 +115,7 @@ class _HashingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     dataset = self._build_listing(os.fspath(dl_manager.manual_dir))
     self.info.metadata["class_names"] = list(dataset.class_names)
-    self.info.metadata["stats"] = _jsonable(dataset.stats)
+    self.info.metadata["stats"] = jsonable(dataset.stats)
     return {split: self._generate_examples(dataset, split) for split in SPLITS}
 
   def _generate_examples(self, dataset: ImageDataset, split: str
@@ -183,14 +184,6 @@ class Imagenet100Hashing(_HashingBuilder):
 BUILDERS = {b.name: b for b in (NusWide21, CocoHashing, Imagenet100Hashing)}
 
 
-def _jsonable(value: Any) -> Any:
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, np.generic):
-    return value.item()
-  return value
 
 
 def prepare(name: str, manual_dir: str, data_dir: str, *, seed: int = 0,

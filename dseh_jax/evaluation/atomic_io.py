@@ -11,6 +11,8 @@ import os
 import tempfile
 from typing import Any, BinaryIO, Callable
 
+import numpy as np
+
 
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
   """Calls ``write(f)`` on a binary temp file next to ``path``, then renames it to ``path``."""
@@ -30,6 +32,19 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
 def write_text(path: str, text: str) -> None:
   """Writes ``text`` (UTF-8) to ``path`` atomically."""
   atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def jsonable(obj: Any) -> Any:
+  """``obj`` with numpy scalars and arrays turned into plain Python (for ``json``)."""
+  if isinstance(obj, dict):
+    return {str(k): jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [jsonable(v) for v in obj]
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  if isinstance(obj, np.generic):
+    return obj.item()
+  return obj
 
 
 def write_json(path: str, obj: Any) -> None:
