@@ -30,10 +30,11 @@ every mean, ``"skip"`` leaves them out; the report says which, and how many ther
 Speed: the distances and relevance flags of a block of queries against the whole database
 are one fused XLA kernel over bit-packed codes and label masks (population count of XOR,
 AND of masks), producing one byte per pair (``2 d + rel``). Per query, the tie-aware
-metrics need only a histogram of those bytes (``O(n_d)``, then ``O(K)``), the stable MAP a
-linear-time radix sort of the distances, and stable MAP@k / P@N only the items within the
-cut-off distance. Blocks are processed by a thread pool, so memory stays
-``O(block × n_database)`` bytes at any database size.
+metrics need only a histogram of those bytes (a linear-time radix sort of the bytes, then
+``O(K)``), the stable MAP a radix argsort of the distances (which also yields the
+histogram), and stable MAP@k / P@N only the items within the cut-off distance. numpy's
+sorts release the GIL, so blocks of queries run in parallel on a thread pool, and memory
+stays ``O(block × n_database)`` bytes at any database size.
 """
 from __future__ import annotations
 
