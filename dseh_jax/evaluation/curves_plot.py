@@ -109,6 +109,17 @@ def _new_axes(figsize=(5.6, 4.6)):
   return fig, fig.subplots()
 
 
+def _finish_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+  """Labels, a [0, 1] precision axis, grid, legend and title shared by Figs. 3 and 4."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_ylim(0.0, 1.02)
+  ax.grid(True, alpha=0.4)
+  ax.legend(loc="best", fontsize=8)
+  if title:
+    ax.set_title(title)
+
+
 def _check_methods(curves_by_method: Mapping[str, Any]) -> None:
   if not curves_by_method:
     raise ValueError("curves_by_method is empty; expected at least one method")
@@ -128,14 +139,8 @@ def plot_pr_curves(curves_by_method: Mapping[str, Any], path: str, title: str = 
   for i, (name, c) in enumerate(curves.items()):
     ax.plot(c["recall"], c["precision"], marker=MARKERS[i % len(MARKERS)], markersize=4,
             lw=1.3, label=name)
-  ax.set_xlabel("Recall")
-  ax.set_ylabel("Precision")
   ax.set_xlim(0.0, 1.02)
-  ax.set_ylim(0.0, 1.02)
-  ax.grid(True, alpha=0.4)
-  ax.legend(loc="best", fontsize=8)
-  if title:
-    ax.set_title(title)
+  _finish_axes(ax, "Recall", "Precision", title)
   json_path, csv_path = sidecar_paths(path)
   write_json(json_path, {"figure": "precision_recall", "title": title, "x": "recall",
                          "y": "precision", "points": "hamming radius 0..K",
@@ -163,13 +168,7 @@ def plot_precision_at_n(curves_by_method: Mapping[str, Any], path: str, title: s
   for i, (name, c) in enumerate(curves.items()):
     ax.plot(c["n"], c["precision"], marker=MARKERS[i % len(MARKERS)], markersize=4, lw=1.3,
             label=name)
-  ax.set_xlabel("Number of top returned items N")
-  ax.set_ylabel("Precision@N")
-  ax.set_ylim(0.0, 1.02)
-  ax.grid(True, alpha=0.4)
-  ax.legend(loc="best", fontsize=8)
-  if title:
-    ax.set_title(title)
+  _finish_axes(ax, "Number of top returned items N", "Precision@N", title)
   json_path, csv_path = sidecar_paths(path)
   write_json(json_path, {"figure": "precision_at_n", "title": title, "x": "n",
                          "y": "precision", "tie_policy": policy, "methods": curves})
