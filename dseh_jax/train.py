@@ -290,7 +290,10 @@ class DSEHTrainer:
             "config": json.loads(self.config.to_json()), "history": self.history}
     self.checkpointer.save(epochs_done, state, meta)
 
-  def _restore(self) -> tuple[int, Any, Any, Optional[ts.PointBank]]:
+  def restore(self) -> tuple[int, Any, Any, Optional[ts.PointBank]]:
+    """``(epochs done, LabNet state, ImgNet state, bank or None)`` from the latest
+    checkpoint under ``workdir`` (the fresh states and 0 when there is none); refuses a
+    checkpoint of another config or bit length."""
     step = self.checkpointer.latest_step()
     if step is None:
       return 0, self.labnet, self.imgnet, None
@@ -455,7 +458,7 @@ class DSEHTrainer:
   def run(self) -> RunResult:
     """Trains (or resumes) to the end of the plan and returns the codes and metrics."""
     start = time.time()
-    done, labnet, imgnet, bank = self._restore()
+    done, labnet, imgnet, bank = self.restore()
     labnet_rep, imgnet_rep = ts.replicate(labnet), ts.replicate(imgnet)
     bank_rep = None if bank is None else ts.replicate(bank)
     every = max(1, int(self.config.checkpoint_every_epochs))

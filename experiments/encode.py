@@ -131,7 +131,7 @@ def encode_from_checkpoint(args, bit_dir: str, splits) -> dict[str, Any]:
   data = _load_data(config_dict, args.data_dir)
   # The trainer knows the checkpoint's layout; it restores against its own abstract state.
   trainer = DSEHTrainer(config, data, args.bits, bit_dir, progress=False)
-  epochs_done, _, imgnet, _ = trainer._restore()  # pylint: disable=protected-access
+  epochs_done, _, imgnet, _ = trainer.restore()
   trainer.checkpointer.close()
   complete = epochs_done >= trainer.total_epochs
   if not complete:

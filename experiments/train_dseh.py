@@ -61,6 +61,8 @@ def apply_overrides(config, overrides) -> None:
       continue
     if isinstance(node[leaf], float) and isinstance(value, int):
       value = float(value)
+    if isinstance(node[leaf], str) and not isinstance(value, str):
+      value = raw                       # a text field keeps the text, e.g. data.mean=1,2,3
     if isinstance(node[leaf], tuple) and isinstance(value, (list, int)):
       value = tuple(value) if isinstance(value, list) else (value,)
     node[leaf] = value

@@ -98,3 +98,15 @@ def test_validate_split_checks_lazy_inputs_by_shape_only():
   bad = np.full((3, 4, 4, 3), np.nan, np.float32)
   with pytest.raises(ValueError, match="NaN"):
     RetrievalData("x", *(Split(bad, labels, np.arange(3)),) * 3, ("a", "b", "c")).validate()
+
+
+def test_mean_accepts_numbers_written_as_text():
+  """``--set data.mean=…`` arrives as text; three comma-separated numbers are a mean."""
+  from dseh_jax.data.listing import resolve_mean  # pylint: disable=import-outside-toplevel
+  np.testing.assert_array_equal(resolve_mean("1.5,2,3"), np.float32([1.5, 2, 3]))
+  np.testing.assert_array_equal(resolve_mean("(1, 2, 3)"), np.float32([1, 2, 3]))
+  np.testing.assert_array_equal(resolve_mean("none"), np.zeros(3, np.float32))
+  with pytest.raises(ValueError, match="data.mean='1,x,3'"):
+    resolve_mean("1,x,3")
+  with pytest.raises(ValueError, match="3 finite numbers"):
+    resolve_mean("1,2")

@@ -166,6 +166,9 @@ def test_cli_overrides_are_checked():
   assert c.imgnet.optimizer.lr == 3.0 and isinstance(c.imgnet.optimizer.lr, float)
   assert tuple(c.labnet.epochs_per_round) == (1, 2)
   assert c.data.kwargs.num_train == 10 and c.imgnet.backbone == "none"
+  n = configs.get_config("nuswide21")
+  train_dseh.apply_overrides(n, ["data.mean=123.5,116.5,104"])
+  assert n.data.mean == "123.5,116.5,104"          # text field: parsed by the loader
   with pytest.raises(SystemExit, match="no field 'lr_typo'"):
     train_dseh.apply_overrides(c, ["imgnet.optimizer.lr_typo=1"])
   with pytest.raises(SystemExit, match="KEY=VALUE"):

@@ -121,11 +121,17 @@ def resolve_mean(mean: Any) -> np.ndarray:
   """The per-channel RGB mean subtracted from images (SPEC §4).
 
   Args:
-    mean: ``"vgg_f"`` (the published VGG-F mean), ``"none"`` (zeros) or 3 numbers.
+    mean: ``"vgg_f"`` (the published VGG-F mean), ``"none"`` (zeros), 3 numbers, or
+      3 comma-separated numbers in a string (``--set data.mean=123.7,116.8,103.9``).
 
   Returns:
     ``[3]`` float32.
   """
+  if isinstance(mean, str) and "," in mean:
+    try:
+      mean = [float(v) for v in mean.strip("()[] ").split(",")]
+    except ValueError as e:
+      raise ValueError(f"data.mean={mean!r}; expected 'vgg_f', 'none' or 3 numbers") from e
   if isinstance(mean, str):
     if mean == "vgg_f":
       from dseh_jax.input_pipeline import VGG_F_RGB_MEAN  # pylint: disable=import-outside-toplevel
