@@ -32,6 +32,8 @@ file and the layer, since silently different geometry would give wrong features.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
@@ -119,7 +121,22 @@ def _as_4d(w: np.ndarray) -> np.ndarray:
 
 
 def _read_network(path: str) -> tuple[list[Any], Any]:
-  """``(layer structs, normalization struct or None)`` of either layout."""
+  """``(layer structs, normalization struct or None)`` of either layout.
+
+  The last file read is kept (keyed by path, size and modification time): a run reads
+  the weights once per code length and once for the average image, not five times."""
+  try:
+    stat = os.stat(path)
+  except OSError:
+    stat = None
+  if stat is None:
+    return _parse_network(path, None)
+  return _parse_network(path, (stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=1)
+def _parse_network(path: str, version: Optional[tuple[int, int]]) -> tuple[list[Any], Any]:
+  del version                                    # part of the cache key only
   try:
     mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=False)
   except (OSError, ValueError, NotImplementedError, TypeError, IndexError, KeyError,
@@ -209,7 +226,7 @@ def _conv_weights(layer: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     w, b = _field(layer, "filters", where), _field(layer, "biases", where)
   else:
     raise ValueError(f"{where}: has neither 'weights' nor 'filters'/'biases'")
-  return _as_4d(np.asarray(w, np.float32)), np.asarray(b, np.float32).ravel()
+  return _as_4d(np.array(w, np.float32)), np.array(b, np.float32).ravel()  # copies: the file is cached
 
 
 def _read_conv(walker: _LayerWalker, expected_name: str, kernel: tuple[int, int, int],
@@ -342,7 +359,7 @@ def _normalization(path: str, normalization: Any
   where = f"{path}: normalization"
   average = None
   if "averageImage" in _fields(normalization):
-    average = np.asarray(_field(normalization, "averageImage", where), np.float32)
+    average = np.array(_field(normalization, "averageImage", where), np.float32)
     if average.size == 3:
       average = average.reshape(3)
     elif average.ndim != 3 or average.shape[2] != 3:
