@@ -226,7 +226,8 @@ def _conv_weights(layer: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     w, b = _field(layer, "filters", where), _field(layer, "biases", where)
   else:
     raise ValueError(f"{where}: has neither 'weights' nor 'filters'/'biases'")
-  return _as_4d(np.array(w, np.float32)), np.array(b, np.float32).ravel()  # copies: the file is cached
+  # Copies: the parsed file is cached and must not be changed through what we return.
+  return _as_4d(np.array(w, np.float32)), np.array(b, np.float32).ravel()
 
 
 def _read_conv(walker: _LayerWalker, expected_name: str, kernel: tuple[int, int, int],
