@@ -20,7 +20,7 @@ import time
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", default="digits",
-                 help="digits, digits_single, nuswide21, coco or imagenet100")
+                 help="digits, digits_single, nuswide21, coco, imagenet100 or cifar10")
   p.add_argument("--choices", default=None, choices=("paper", "code"),
                  help="follow the paper or switch every authors'-code choice on (default: "
                       "the config's own default: paper, but code for the embedded digits)")

@@ -51,7 +51,7 @@ def test_feature_npz_missing_field(tmp_path):
 
 def test_unknown_dataset_says_what_is_available():
   with pytest.raises(ValueError, match="digits_mosaic.*features_npz.*nus_wide21.*tfds"):
-    load_dataset({"name": "cifar10", "kwargs": {}})
+    load_dataset({"name": "no_such_set", "kwargs": {}})
 
 
 def test_image_dataset_without_data_dir_says_so():

@@ -10,7 +10,7 @@ import importlib
 
 import ml_collections
 
-NAMES = ("digits", "digits_single", "nuswide21", "coco", "imagenet100")
+NAMES = ("digits", "digits_single", "nuswide21", "coco", "imagenet100", "cifar10")
 
 
 CHOICES = ("paper", "code")

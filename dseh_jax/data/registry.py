@@ -7,6 +7,9 @@ Names and their ``data.kwargs``:
 * ``nus_wide21``, ``coco``, ``imagenet100``: the raw layouts under ``data_dir``, split by
   the paper's protocol (``dseh_jax.data.nus_wide`` / ``coco`` / ``imagenet``), seeded by
   ``kwargs.seed`` or else the run's seed;
+* ``cifar10``: the official python batches or ``train/``/``test/`` class folders under
+  ``data_dir`` (``dseh_jax.data.cifar10``), split by the standard deep-hashing protocol,
+  seeded like ``nus_wide21``; in-memory arrays ``pixel / scale`` (no resize, no mean);
 * ``list_files``: ``train.txt`` / ``test.txt`` / ``database.txt`` under ``data_dir``;
 * ``hdf5_layout``: the authors' ``Img.h5`` + ``Lab.h5`` under ``data_dir``;
 * ``tfds``: a dataset prepared by ``experiments/prepare_dataset.py`` (``builder``,
@@ -21,6 +24,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping, Optional
 
+from dseh_jax.data.cifar10 import build_cifar10
 from dseh_jax.data.coco import build_coco
 from dseh_jax.data.digits_mosaic import build_digits_mosaic
 from dseh_jax.data.features import FEATURE_FIELDS, load_feature_file, load_feature_npz
@@ -36,9 +40,11 @@ __all__ = ["FEATURE_FIELDS", "NAMES", "load_dataset", "load_feature_file", "load
 IMAGE_LOADERS: dict[str, Callable[..., Any]] = {
     "nus_wide21": build_nus_wide21, "coco": build_coco, "imagenet100": build_imagenet100,
     "list_files": build_list_files, "hdf5_layout": build_hdf5_layout}
-SEEDED = ("nus_wide21", "coco", "imagenet100")
+# Folder datasets loaded as in-memory arrays, already at the network's input size.
+ARRAY_LOADERS: dict[str, Callable[..., Any]] = {"cifar10": build_cifar10}
+SEEDED = ("nus_wide21", "coco", "imagenet100", "cifar10")
 NAMES = ("digits_mosaic", "digits_single", "features", "features_npz") + tuple(
-    IMAGE_LOADERS) + ("tfds",)
+    IMAGE_LOADERS) + tuple(ARRAY_LOADERS) + ("tfds",)
 
 
 def _check_options(name: str, loader: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
@@ -65,14 +71,15 @@ def load_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
   Args:
     data_config: ``name``, ``kwargs`` and, for images, ``image_size``, ``resize_to``,
       ``mean`` (module docstring).
-    seed: the run's seed; seeds the protocol split of ``nus_wide21``, ``coco`` and
-      ``imagenet100`` unless ``kwargs.seed`` is given (default 0).
+    seed: the run's seed; seeds the protocol split of ``nus_wide21``, ``coco``,
+      ``imagenet100`` and ``cifar10`` unless ``kwargs.seed`` is given (default 0).
   """
   name = data_config["name"]
   kwargs = dict(data_config.get("kwargs", {}) or {})
   # The real configs carry data_dir="" (filled by --data_dir); loaders without a folder
   # ignore an empty one.
-  if not kwargs.get("data_dir", "x") and name not in IMAGE_LOADERS and name != "tfds":
+  if (not kwargs.get("data_dir", "x") and name not in IMAGE_LOADERS
+      and name not in ARRAY_LOADERS and name != "tfds"):
     kwargs.pop("data_dir")
   if name == "digits_mosaic":
     return build_digits_mosaic(**kwargs)
@@ -84,8 +91,8 @@ def load_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
                        "file)")
     loader = load_feature_npz if name == "features_npz" else load_feature_file
     return loader(kwargs.pop("path"), **kwargs)
-  if name in IMAGE_LOADERS:
-    loader = IMAGE_LOADERS[name]
+  if name in IMAGE_LOADERS or name in ARRAY_LOADERS:
+    loader = IMAGE_LOADERS.get(name) or ARRAY_LOADERS[name]
     data_dir = kwargs.pop("data_dir", "")
     if not data_dir:
       raise ValueError(f"data.name={name!r} needs data.kwargs.data_dir (the dataset folder; "
@@ -93,6 +100,8 @@ def load_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
     if name in SEEDED and "seed" not in kwargs:
       kwargs["seed"] = 0 if seed is None else int(seed)
     _check_options(name, loader, kwargs)
+    if name in ARRAY_LOADERS:
+      return loader(str(data_dir), **kwargs)
     return to_retrieval_data(loader(str(data_dir), **kwargs), **preprocessing(data_config))
   if name == "tfds":
     from dseh_jax.data.tfds_builders import read_prepared  # pylint: disable=import-outside-toplevel
