@@ -43,6 +43,12 @@ from dseh_jax.data.splits import RetrievalData
 log = logging.getLogger("dseh_jax")
 
 LABNET, IMGNET = "labnet", "imgnet"
+ON_COLLAPSE = ("stop", "warn")
+
+
+class CollapseError(RuntimeError):
+  """A phase ended with codes that carry (almost) no information; see
+  ``DSEHTrainer._check_collapse``. Checkpoints up to that phase are kept."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +216,8 @@ class DSEHTrainer:
       if net.batch_size % self.num_devices:
         raise ValueError(f"batch size {net.batch_size} is not divisible by the "
                          f"{self.num_devices} local devices")
+    if config.on_collapse not in ON_COLLAPSE:
+      raise ValueError(f"on_collapse={config.on_collapse!r}; expected one of {ON_COLLAPSE}")
     self.plan = make_plan(config)
     self.total_epochs = sum(p.epochs for p in self.plan)
     self.num_train = len(data.train)
@@ -298,7 +306,7 @@ class DSEHTrainer:
     if step is None:
       return 0, self.labnet, self.imgnet, None
     meta = self.checkpointer.read_meta(step)
-    if meta["config"] != json.loads(self.config.to_json()):
+    if _resume_view(meta["config"]) != _resume_view(json.loads(self.config.to_json())):
       raise ValueError(f"{self.workdir}/checkpoints holds a run with a different config; "
                        "use another workdir or the same config to resume")
     if meta["num_bits"] != self.num_bits:
@@ -384,34 +392,67 @@ class DSEHTrainer:
     codes = evaluation.binarize(out.codes)
     nh = evaluation.distinct_codes(codes)
     floor = max(2, int(self.config.collapse_nh_fraction * self._distinct_label_sets))
-    summary = {"kind": "labnet_round", "round": phase.round, "nh": nh,
-               "bit_balance": evaluation.bit_balance(codes),
-               "map_l": self.labnet_map(labnet_rep),
-               "dead_semantic_units": int(np.sum(np.all(out.semantic <= 0, axis=0))),
-               "collapsed": nh < floor}
-    if summary["collapsed"]:
-      log.warning("!" * 72)
-      cause = ("ImgNet was probably under-trained in the previous round, so LabNet's "
-               "buffers started from poor codes (SPEC §5 hazard)" if phase.round else
-               "LabNet's rate or schedule does not suit this data")
-      log.warning("LabNet COLLAPSED in round %d at %d bits: nh = %d distinct codes for %d "
-                  "distinct label sets (floor %d); map_l = %.4f. %s.", phase.round,
-                  self.num_bits, nh, self._distinct_label_sets, floor, summary["map_l"],
-                  cause)
-      log.warning("!" * 72)
-    return summary
+    return {"kind": "labnet_round", "round": phase.round, "nh": nh,
+            "bit_balance": evaluation.bit_balance(codes),
+            "map_l": self.labnet_map(labnet_rep),
+            "dead_semantic_units": int(np.sum(np.all(out.semantic <= 0, axis=0))),
+            "collapsed": nh < floor, "nh_floor": floor}
 
   def _imgnet_summary(self, phase: Phase, imgnet_rep, bank_rep) -> dict[str, Any]:
+    """Codes, balance and bit agreement with LabNet's targets after an ImgNet phase; the
+    retrieval metrics of the query set only after the last phase (per-round retrieval
+    monitoring belongs on a validation split: ``dseh_jax.selection``)."""
     self._phase_end.pop(IMGNET, None)                      # ImgNet has changed since
     out, q, db = self._imgnet_encoding(imgnet_rep)
     codes = evaluation.binarize(out.hash_logits)
     lab_codes = 2 * np.asarray(bank_rep.codes[0]) - 1      # the targets h' back in {-1, +1}
+    agreement = float(np.mean(codes == lab_codes))
+    low = agreement < self.config.collapse_min_bit_agreement
+    final = phase is self.plan[-1]
     summary = {"kind": "imgnet_round", "round": phase.round,
                "nh": evaluation.distinct_codes(codes),
                "bit_balance": evaluation.bit_balance(codes),
-               "bit_agreement": float(np.mean(codes == lab_codes))}
-    summary.update(self._retrieval_metrics(q, db))
+               "bit_agreement": agreement, "collapsed": low and final}
+    if low and not final:        # judged at the end; LabNet's next nh shows the damage
+      log.warning("%d bits: ImgNet's bit agreement with LabNet's codes is only %.3f after "
+                  "round %d (SPEC §5 hazard)", self.num_bits, agreement, phase.round)
+    if final:
+      summary.update(self._retrieval_metrics(q, db))
     return summary
+
+  def _check_collapse(self, summary: dict[str, Any]) -> None:
+    """Stops the run (``config.on_collapse="stop"``) or warns (``"warn"``) when a phase
+    ended collapsed: LabNet's ``nh`` below its floor after any round, or ImgNet's bit
+    agreement with LabNet's codes below ``collapse_min_bit_agreement`` after the last
+    round (SPEC §5 hazards)."""
+    if not summary["collapsed"]:
+      return
+    r, k = summary["round"], self.num_bits
+    if summary["kind"] == "labnet_round":
+      what = (f"LabNet collapsed in round {r} at {k} bits: nh = {summary['nh']} distinct "
+              f"codes for {self._distinct_label_sets} distinct training label sets (floor "
+              f"{summary['nh_floor']}), {summary['dead_semantic_units']} of "
+              f"{self.config.labnet.semantic_units} semantic units dead, map_l = "
+              f"{summary['map_l']:.4f}")
+      fix = ("ImgNet did not fit LabNet's codes in the previous round; raise "
+             "imgnet.optimizer.lr or imgnet.epochs_per_round" if r else
+             "lower labnet.optimizer.lr, or use the default recipe (--choices recipe: "
+             "Adam, losses as means)")
+    else:
+      what = (f"ImgNet did not fit LabNet's codes by the last round ({r}) at {k} bits: bit "
+              f"agreement "
+              f"{summary['bit_agreement']:.3f} < collapse_min_bit_agreement "
+              f"{self.config.collapse_min_bit_agreement}")
+      fix = ("raise imgnet.optimizer.lr or imgnet.epochs_per_round, or standardise the "
+             "inputs (data.standardize='zscore')")
+    message = (f"{what}. The checkpoints are kept in {self.workdir}/checkpoints. Try: {fix}; "
+               "or set on_collapse='warn' to continue anyway.")
+    if self.config.on_collapse == "warn":
+      log.warning("!" * 72)
+      log.warning("%s", message)
+      log.warning("!" * 72)
+      return
+    raise CollapseError(message)
 
   def _imgnet_encoding(self, imgnet_rep, pop: bool = False):
     """``(train outputs, query codes, database codes)`` of ImgNet as it is now; taken from
@@ -487,6 +528,8 @@ class DSEHTrainer:
           log.info("%d bits %s", self.num_bits, _format_metrics(summary))
         if last or done % every == 0:
           self._save(done, labnet_rep, imgnet_rep, bank_rep)
+        if last:
+          self._check_collapse(summary)
     train_out, q, db = self._imgnet_encoding(imgnet_rep)
     # The plan ends with an ImgNet phase, whose summary already scored these codes.
     final_round = [h for h in self.history if h["kind"] == "imgnet_round"][-1]
@@ -509,6 +552,15 @@ class DSEHTrainer:
     labels = self._train_labels[index]
     return {"index": index, "labnet": self.labnet_outputs(labnet_rep, labels).semantic,
             "imgnet": np.asarray(train_out.semantic)[index], "labels": labels}
+
+
+# Fields that do not change what is trained: a run may resume with other values (e.g.
+# on_collapse="warn" after a collapse stopped it).
+RESUMABLE_FIELDS = ("on_collapse", "collapse_nh_fraction", "collapse_min_bit_agreement")
+
+
+def _resume_view(config_json: dict[str, Any]) -> dict[str, Any]:
+  return {k: v for k, v in config_json.items() if k not in RESUMABLE_FIELDS}
 
 
 def _format_metrics(m: dict[str, Any]) -> str:

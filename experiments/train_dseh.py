@@ -21,9 +21,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", default="digits",
                  help="digits, digits_single, nuswide21, coco, imagenet100 or cifar10")
-  p.add_argument("--choices", default=None, choices=("paper", "code"),
-                 help="follow the paper or switch every authors'-code choice on (default: "
-                      "the config's own default: paper, but code for the embedded digits)")
+  p.add_argument("--choices", default=None, choices=("recipe", "paper", "code"),
+                 help="recipe (default): the validated defaults; paper: the paper as "
+                      "written; code: every choice of the authors' code")
   p.add_argument("--variant", default="full", choices=("full", "S", "SS", "L", "A"),
                  help="the paper's ablations (Table 2): DSEH-S, -SS, -L, -A")
   p.add_argument("--bits", default="", help="comma-separated code lengths, e.g. 16,32")
@@ -34,6 +34,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "ILSVRC layout, list files or Img.h5/Lab.h5")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override, e.g. --set imgnet.optimizer.lr=1e-3 (repeatable)")
+  p.add_argument("--select", action="append", default=[], metavar="KEY=V1,V2,...",
+                 help="choose KEY among the values on a validation split carved from the "
+                      "training set (never the queries), then train with the best "
+                      "(repeatable: the grid is every combination), e.g. --select "
+                      "imgnet.optimizer.lr=1e-4,3e-4,1e-3")
+  p.add_argument("--select_fraction", type=float, default=0.2,
+                 help="share of the training points held out as validation queries")
   p.add_argument("--host_devices", type=int, default=0,
                  help="simulate N CPU devices (sets XLA_FLAGS before JAX starts)")
   p.add_argument("--no_progress", action="store_true", help="hide the tqdm bars")
@@ -68,6 +75,39 @@ def apply_overrides(config, overrides) -> None:
     node[leaf] = value
 
 
+def parse_grid(items) -> dict:
+  """``["KEY=V1,V2", ...]`` → ``{KEY: [V1, V2]}`` with Python literals where they parse."""
+  grid = {}
+  for item in items:
+    key, sep, raw = item.partition("=")
+    if not sep or not raw:
+      raise SystemExit(f"--select {item!r}: expected KEY=V1,V2,...")
+    values = []
+    for text in raw.split(","):
+      try:
+        values.append(ast.literal_eval(text))
+      except (ValueError, SyntaxError):
+        values.append(text)
+    grid[key] = values
+  return grid
+
+
+def select_and_apply(config, data, args) -> None:
+  """Runs the ``--select`` grid on the validation split and sets the best values in
+  ``config`` (the table is in ``WORKDIR/selection/selection.json``; the values are in the
+  config that ``results.json`` records)."""
+  from dseh_jax import selection  # pylint: disable=import-outside-toplevel
+  grid = parse_grid(args.select)
+  for key in grid:                       # a misspelt field fails before any training
+    selection.set_field(config.copy_and_resolve_references(), key, grid[key][0])
+  chosen = selection.select(config, data, grid, os.path.join(args.workdir, "selection"),
+                            fraction=args.select_fraction, progress=not args.no_progress)
+  print(f"\nValidation split ({args.select_fraction:.0%} of the training set), "
+        f"{chosen.bits} bits:\n{chosen.markdown()}\n")
+  for key, value in chosen.best.items():
+    selection.set_field(config, key, value)
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   if args.host_devices:
@@ -99,6 +139,8 @@ def main(argv=None) -> int:
 
   start = time.time()
   data = load_dataset(config.data, seed=config.seed)
+  if args.select:
+    select_and_apply(config, data, args)
   results = train_and_evaluate(config, data, args.workdir, progress=not args.no_progress)
   k = config.eval.top_k
   print(f"\nDSEH on {data.name} ({len(data.query)} queries, {len(data.database)} database, "

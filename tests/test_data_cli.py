@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ("data.kwargs.num_classes=4", "data.kwargs.query_per_class=2",
         "data.kwargs.train_per_class=3", "labnet.epochs_per_round=(1,)",
         "imgnet.epochs_per_round=(1,)", "labnet.batch_size=4", "imgnet.batch_size=4",
-        "labnet.hidden_units=64", "eval.batch_size=8", "eval.top_k=10")
+        "labnet.hidden_units=64", "eval.batch_size=8", "eval.top_k=10", "on_collapse=warn")
 
 
 def test_train_cli_on_a_nus_wide_tree(tmp_path):

@@ -1,8 +1,9 @@
 """Experiment configurations: one module per dataset, each with ``get_config()``.
 
-Every value follows the paper unless its comment says ``code`` (the authors' TensorFlow
-release); :func:`dseh_jax.configs.base.use_code_choices` switches every listed code choice
-on at once.
+Each config starts from the paper's values (comments say where a value is the authors'
+TensorFlow ``code``'s instead) and applies one set of ``choices``
+(:func:`dseh_jax.configs.base.apply_choices`): ``"recipe"``, the validated default;
+``"paper"``, the paper as written; ``"code"``, every choice of the authors' code.
 """
 from __future__ import annotations
 
@@ -10,17 +11,15 @@ import importlib
 
 import ml_collections
 
+from dseh_jax.configs.base import CHOICES
+
 NAMES = ("digits", "digits_single", "nuswide21", "coco", "imagenet100", "cifar10")
-
-
-CHOICES = ("paper", "code")
 
 
 def get_config(name: str, choices: str | None = None) -> ml_collections.ConfigDict:
   """The configuration called ``name`` (one of :data:`NAMES`).
 
-  ``choices="code"`` switches every place where the authors' code differs from the paper;
-  ``None`` takes the config's own default (the paper, except for the embedded digits).
+  ``choices``: one of :data:`CHOICES`; ``None`` takes the config's default (``"recipe"``).
   """
   if name not in NAMES:
     raise ValueError(f"unknown config {name!r}; expected one of {NAMES}")

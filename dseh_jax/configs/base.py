@@ -17,6 +17,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.name = "digits_mosaic"              # dataset loader, see dseh_jax.data.registry
   c.data.kwargs = ml_collections.ConfigDict()
+  c.data.standardize = "none"                # "zscore": inputs by training moments (recipe)
 
   # LabNet, SPEC §3.
   c.labnet = ml_collections.ConfigDict()
@@ -66,7 +67,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.allow_query_in_train = False        # that are known to overlap (SPEC §6)
   c.eval.batch_size = 256
   c.eval.labnet_map_every = 1                # epochs between LabNet label-retrieval MAPs (0: off)
-  c.collapse_nh_fraction = 0.05              # warn when nh < this × distinct training label sets
+  # Collapse guard (SPEC §5 hazards), checked at the end of every phase.
+  c.collapse_nh_fraction = 0.05              # LabNet: nh < this × distinct training label sets
+  c.collapse_min_bit_agreement = 0.75        # ImgNet: agreement with LabNet's codes below this
+  c.on_collapse = "stop"                     # "stop" (error, checkpoints kept) or "warn"
   c.checkpoint_every_epochs = 1
   c.checkpoints_to_keep = 2
   return c
@@ -85,6 +89,56 @@ def _optimizer(lr: float) -> ml_collections.ConfigDict:
       "lr_mult_pretrained": 1.0,
       "lr_mult_new": 1.0,
   })
+
+
+CHOICES = ("recipe", "paper", "code")
+
+
+def apply_choices(c: ml_collections.ConfigDict, choices: str, *, labnet_s: float,
+                  labnet_weights: dict | None = None,
+                  one_rate: bool = False) -> ml_collections.ConfigDict:
+  """Edits ``c`` (the paper's values) into ``choices``: ``"recipe"`` (the validated default,
+  :func:`use_recipe`), ``"paper"`` (unchanged) or ``"code"`` (:func:`use_code_choices`, whose
+  arguments are the code's per-dataset values)."""
+  if choices == "recipe":
+    return use_recipe(c)
+  if choices == "code":
+    return use_code_choices(c, labnet_s=labnet_s, labnet_weights=labnet_weights,
+                            one_rate=one_rate)
+  if choices != "paper":
+    raise ValueError(f"choices={choices!r}; expected one of {CHOICES}")
+  return c
+
+
+def use_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The default of every config: DSEH's architecture and losses with the choices validated
+  on the development sets (README, "Retrieval quality on real data").
+
+  Kept from the paper: LabNet 4096 → 512 → K → c with a linear label head and LeCun init, no
+  LRN; ImgNet's hash layer on the semantic layer after its ReLU; J2 of ImgNet on plain
+  logits and {0, 1} targets (scale 1, factor 1); S's scale s; the 10× rate of the new
+  layers over the pretrained ones. Taken from the code: Θ = ½ a·b and every term as a mean
+  (the paper's sums make one rate unusable across training-set sizes); Adam. Ours: no
+  clipping, no decay (a constant rate; the code's ÷√10 per round starves later rounds),
+  ImgNet at rate 1e-3 for the new layers for more epochs, and z-scored inputs.
+  """
+  c.data.standardize = "zscore"
+  for net in (c.labnet, c.imgnet):
+    net.loss.half = True
+    net.loss.reduction = "code"
+    net.optimizer.name = "adam"
+    net.optimizer.lr = 1e-3
+    net.optimizer.clip = 0.0
+    net.optimizer.decay_factor = 1.0
+    net.optimizer.decay_each_round = False
+  c.labnet.loss.weights = {"j1": 1.0, "j2": 1.0, "j3": 1.0, "j4": 1.0}
+  # LabNet at 1e-4: at 1e-3 its ReLU semantic units die fast enough to merge classes of
+  # single-label data and to lose half the label sets of NUS-WIDE-shaped labels.
+  c.labnet.optimizer.lr = 1e-4
+  c.imgnet.optimizer.lr_mult_pretrained = 0.1      # paper: new layers 10× pretrained
+  c.imgnet.optimizer.lr_mult_new = 1.0
+  c.imgnet.epochs_per_round = (100, 100, 100)
+  return c
 
 
 def use_code_choices(c: ml_collections.ConfigDict, *, labnet_s: float,

@@ -4,10 +4,10 @@ The 32×32 images stay in memory as ``pixel / 255`` (0..1) with no mean subtract
 (``data.image_size`` / ``data.mean`` do not apply); the backbone is the CNN-F shape scaled
 to small inputs, trained from scratch.
 """
-from dseh_jax.configs.base import get_base_config, use_code_choices
+from dseh_jax.configs.base import apply_choices, get_base_config
 
 
-def get_config(choices: str = "paper"):
+def get_config(choices: str = "recipe"):
   c = get_base_config()
   c.data.name = "cifar10"
   c.data.kwargs.data_dir = ""               # python batches or folders; --data_dir
@@ -16,8 +16,7 @@ def get_config(choices: str = "paper"):
   c.imgnet.random_flip = True               # a flipped CIFAR image keeps its class
   c.imgnet.epochs_per_round = (40, 40, 40)
   c.eval.top_k = 1000                       # MAP@1000, common for CIFAR-10
-  if choices == "code":
-    use_code_choices(c, labnet_s=0.999)
+  apply_choices(c, choices, labnet_s=0.999)   # code: s = 0.999
   c.imgnet.optimizer.lr_mult_pretrained = 1.0   # nothing pretrained: one rate
   c.imgnet.optimizer.lr_mult_new = 1.0
   return c

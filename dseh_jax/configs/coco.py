@@ -1,8 +1,8 @@
 """MS-COCO 2014, 80 categories (SPEC §6): 5,000 query, 10,000 train, rest database."""
-from dseh_jax.configs.base import get_base_config, use_code_choices
+from dseh_jax.configs.base import apply_choices, get_base_config
 
 
-def get_config(choices: str = "paper"):
+def get_config(choices: str = "recipe"):
   c = get_base_config()
   c.data.name = "coco"
   c.data.kwargs.data_dir = ""               # raw layout; --data_dir on the command line
@@ -13,6 +13,5 @@ def get_config(choices: str = "paper"):
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer.lr = 10 ** -3.5         # code
   c.eval.top_k = 5000                        # HashNet protocol
-  if choices == "code":
-    use_code_choices(c, labnet_s=0.8)
+  apply_choices(c, choices, labnet_s=0.8)   # code: s = 0.8
   return c

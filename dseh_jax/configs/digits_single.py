@@ -2,7 +2,7 @@
 from dseh_jax.configs import digits
 
 
-def get_config(choices: str = "code"):
+def get_config(choices: str = "recipe"):
   c = digits.get_config(choices)
   c.data.name = "digits_single"
   return c

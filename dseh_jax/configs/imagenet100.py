@@ -1,8 +1,8 @@
 """ImageNet-100, single label (SPEC §6): 50/class query, 100/class train."""
-from dseh_jax.configs.base import get_base_config, use_code_choices
+from dseh_jax.configs.base import apply_choices, get_base_config
 
 
-def get_config(choices: str = "paper"):
+def get_config(choices: str = "recipe"):
   c = get_base_config()
   c.data.name = "imagenet100"
   c.data.kwargs.data_dir = ""               # raw layout; --data_dir on the command line
@@ -15,7 +15,6 @@ def get_config(choices: str = "paper"):
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer.lr = 10 ** -4.5         # code
   c.eval.top_k = 1000                        # HashNet protocol
-  if choices == "code":
-    use_code_choices(c, labnet_s=5.0, labnet_weights={"j1": 0.0, "j2": 1.0, "j3": 1.0, "j4": 0.1},
-                     one_rate=True)
+  apply_choices(c, choices, labnet_s=5.0, one_rate=True,
+                labnet_weights={"j1": 0.0, "j2": 1.0, "j3": 1.0, "j4": 0.1})
   return c

@@ -84,26 +84,29 @@ def resize_cells(images: np.ndarray, cell_size: int) -> np.ndarray:
 
 
 def make_mosaics(cells: np.ndarray, targets: np.ndarray, pool: np.ndarray, n: int,
-                 grid: int, min_k: int, max_k: int, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray]:
-  """Builds ``n`` mosaics whose digits come only from ``pool``.
+                 grid: int, min_k: int, max_k: int, rng: np.random.Generator,
+                 num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+  """Builds ``n`` mosaics whose cells come only from ``pool``.
 
   Args:
-    cells: ``[m, s, s]`` float32 source cells.
+    cells: ``[m, s, s]`` (grey) or ``[m, s, s, C]`` float32 source cells.
     targets: ``[m]`` int classes of the source cells.
     pool: ``[p]`` indices into ``cells`` that this split may use.
     n: number of mosaics.
     grid: mosaics are ``grid x grid`` cells.
-    min_k: fewest digits per mosaic.
-    max_k: most digits per mosaic (at most ``grid * grid``).
+    min_k: fewest filled cells per mosaic.
+    max_k: most filled cells per mosaic (at most ``grid * grid``).
     rng: the only source of randomness.
+    num_classes: width of the multi-hot labels.
 
   Returns:
-    inputs: ``[n, grid*s, grid*s, 1]`` float32.
-    labels: ``[n, 10]`` float32 multi-hot.
+    inputs: ``[n, grid*s, grid*s, C]`` float32 (``C = 1`` for grey cells); empty cells are 0.
+    labels: ``[n, num_classes]`` float32 multi-hot.
   """
+  if cells.ndim == 3:
+    cells = cells[..., None]
   g2 = grid * grid
-  s = cells.shape[1]
+  s, channels = cells.shape[1], cells.shape[3]
   k = rng.integers(min_k, max_k + 1, size=n)                       # [n]
   # A uniformly random permutation of the cells per mosaic; the cells ranked
   # below k are filled, i.e. k distinct cells chosen uniformly.
@@ -111,11 +114,11 @@ def make_mosaics(cells: np.ndarray, targets: np.ndarray, pool: np.ndarray, n: in
   occupied = rank < k[:, None]                                      # [n, g2]
   source = pool[rng.integers(0, pool.shape[0], size=(n, g2))]       # [n, g2]
 
-  tiles = cells[source] * occupied[:, :, None, None].astype(np.float32)  # [n, g2, s, s]
-  inputs = tiles.reshape(n, grid, grid, s, s).transpose(0, 1, 3, 2, 4)
-  inputs = np.ascontiguousarray(inputs.reshape(n, grid * s, grid * s, 1), np.float32)
+  tiles = cells[source] * occupied[:, :, None, None, None].astype(np.float32)
+  inputs = tiles.reshape(n, grid, grid, s, s, channels).transpose(0, 1, 3, 2, 4, 5)
+  inputs = np.ascontiguousarray(inputs.reshape(n, grid * s, grid * s, channels), np.float32)
 
-  labels = np.zeros((n, NUM_CLASSES), np.float32)
+  labels = np.zeros((n, num_classes), np.float32)
   row, col = np.nonzero(occupied)
   labels[row, targets[source[row, col]]] = 1.0
   return inputs, labels

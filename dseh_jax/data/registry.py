@@ -10,6 +10,10 @@ Names and their ``data.kwargs``:
 * ``cifar10``: the official python batches or ``train/``/``test/`` class folders under
   ``data_dir`` (``dseh_jax.data.cifar10``), split by the standard deep-hashing protocol,
   seeded like ``nus_wide21``; in-memory arrays ``pixel / scale`` (no resize, no mean);
+* ``cifar10_mosaic``: multi-label 2×2 mosaics of the same photos
+  (``dseh_jax.data.cifar10_mosaic``), a multi-label development set;
+* ``usps``: ``path`` to ``USPS.mat`` (``fea``, ``gnd``), split per class like CIFAR-10
+  (``dseh_jax.data.usps``), seeded like ``nus_wide21``;
 * ``list_files``: ``train.txt`` / ``test.txt`` / ``database.txt`` under ``data_dir``;
 * ``hdf5_layout``: the authors' ``Img.h5`` + ``Lab.h5`` under ``data_dir``;
 * ``tfds``: a dataset prepared by ``experiments/prepare_dataset.py`` (``builder``,
@@ -25,6 +29,7 @@ import inspect
 from typing import Any, Callable, Mapping, Optional
 
 from dseh_jax.data.cifar10 import build_cifar10
+from dseh_jax.data.cifar10_mosaic import build_cifar10_mosaic
 from dseh_jax.data.coco import build_coco
 from dseh_jax.data.digits_mosaic import build_digits_mosaic
 from dseh_jax.data.features import FEATURE_FIELDS, load_feature_file, load_feature_npz
@@ -34,6 +39,8 @@ from dseh_jax.data.list_files import build_list_files
 from dseh_jax.data.listing import to_retrieval_data
 from dseh_jax.data.nus_wide import build_nus_wide21
 from dseh_jax.data.splits import RetrievalData
+from dseh_jax.data.standardize import standardize
+from dseh_jax.data.usps import build_usps
 
 __all__ = ["FEATURE_FIELDS", "NAMES", "load_dataset", "load_feature_file", "load_feature_npz"]
 
@@ -41,9 +48,13 @@ IMAGE_LOADERS: dict[str, Callable[..., Any]] = {
     "nus_wide21": build_nus_wide21, "coco": build_coco, "imagenet100": build_imagenet100,
     "list_files": build_list_files, "hdf5_layout": build_hdf5_layout}
 # Folder datasets loaded as in-memory arrays, already at the network's input size.
-ARRAY_LOADERS: dict[str, Callable[..., Any]] = {"cifar10": build_cifar10}
-SEEDED = ("nus_wide21", "coco", "imagenet100", "cifar10")
+ARRAY_LOADERS: dict[str, Callable[..., Any]] = {"cifar10": build_cifar10,
+                                                "cifar10_mosaic": build_cifar10_mosaic}
+SEEDED = ("nus_wide21", "coco", "imagenet100", "cifar10", "cifar10_mosaic")
+# One labelled table file (data.kwargs.path), split by a per-class protocol.
+TABLE_LOADERS: dict[str, Callable[..., Any]] = {"usps": build_usps}
 NAMES = ("digits_mosaic", "digits_single", "features", "features_npz") + tuple(
+    TABLE_LOADERS) + tuple(
     IMAGE_LOADERS) + tuple(ARRAY_LOADERS) + ("tfds",)
 
 
@@ -65,6 +76,15 @@ def preprocessing(data_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
+                 ) -> RetrievalData:
+  """The dataset of ``data_config`` (see :func:`read_dataset`), its inputs standardised as
+  ``data_config["standardize"]`` says (``"none"`` by default; ``dseh_jax.data.standardize``).
+  """
+  data = read_dataset(data_config, seed=seed)
+  return standardize(data, str(data_config.get("standardize", "none")))
+
+
+def read_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
                  ) -> RetrievalData:
   """Builds or reads the dataset ``data_config["name"]`` with ``data_config["kwargs"]``.
 
@@ -91,6 +111,12 @@ def load_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
                        "file)")
     loader = load_feature_npz if name == "features_npz" else load_feature_file
     return loader(kwargs.pop("path"), **kwargs)
+  if name in TABLE_LOADERS:
+    if not kwargs.get("path"):
+      raise ValueError(f"data.name={name!r} needs data.kwargs.path (e.g. USPS.mat)")
+    kwargs.setdefault("seed", 0 if seed is None else int(seed))
+    _check_options(name, TABLE_LOADERS[name], kwargs)
+    return TABLE_LOADERS[name](kwargs.pop("path"), **kwargs)
   if name in IMAGE_LOADERS or name in ARRAY_LOADERS:
     loader = IMAGE_LOADERS.get(name) or ARRAY_LOADERS[name]
     data_dir = kwargs.pop("data_dir", "")
