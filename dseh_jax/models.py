@@ -214,6 +214,9 @@ class ConvBackbone(nn.Module):
 
 # --------------------------------------------------------------------------- ImgNet
 
+FEATURE_DROPOUT_STREAM = 7      # folded into the per-example dropout keys (backbone: 0, 1)
+
+
 class ImgNetOutputs(NamedTuple):
   semantic: Array      # [B, semantic_units]  f^v
   hash_logits: Array   # [B, K]               z^v; the code is sign(z^v)
@@ -230,6 +233,7 @@ class ImgNet(nn.Module):
   semantic_units: int = 512
   hash_from_pre_relu: bool = False
   dropout_rate: float = 0.5
+  feature_dropout: float = 0.0        # feature mode only: dropout on the input features
 
   @nn.compact
   def __call__(self, inputs: Array, dropout_keys: Optional[Array] = None) -> ImgNetOutputs:
@@ -239,7 +243,11 @@ class ImgNet(nn.Module):
       x = ConvBackbone(self.backbone, self.dropout_rate, name="backbone")(inputs,
                                                                           dropout_keys)
     else:
-      x = inputs
+      # Feature mode reads fc7 features, which the image-mode network drops out in
+      # training (SPEC §4); ``feature_dropout`` applies that dropout here.
+      keys = None if dropout_keys is None else jax.vmap(jax.random.fold_in, (0, None))(
+          dropout_keys, FEATURE_DROPOUT_STREAM)
+      x = example_dropout(inputs, self.feature_dropout, keys)
     semantic, logits = SemanticHashHead(self.semantic_units, self.num_bits,
                                         self.hash_from_pre_relu, name="head")(x)
     return ImgNetOutputs(semantic, logits)

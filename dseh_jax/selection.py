@@ -34,7 +34,7 @@ def validation_data(data: RetrievalData, *, fraction: float = 0.2, seed: int = 0
   """``data`` re-cut for validation: train = the training points not held out, query = the
   held-out ``fraction`` of them (seeded), database = train. Ids are kept."""
   n = len(data.train)
-  n_val = int(round(fraction * n))
+  n_val = int(round(fraction * n)) if 0.0 < fraction < 1.0 else 0   # NaN, inf: refused
   if not 0.0 < fraction < 1.0 or n_val < 1 or n - n_val < 2:
     raise ValueError(f"validation fraction={fraction!r} of {n} training points leaves "
                      f"{n_val} validation and {n - n_val} training points; expected a "
@@ -62,10 +62,10 @@ def set_field(config: ml_collections.ConfigDict, dotted: str, value: Any) -> Non
   *parents, leaf = dotted.split(".")
   node = config
   for name in parents:
-    if name not in node:
+    if not isinstance(node, (ml_collections.ConfigDict, dict)) or name not in node:
       raise ValueError(f"selection grid field {dotted!r}: the config has no {name!r}")
     node = node[name]
-  if leaf not in node:
+  if not isinstance(node, (ml_collections.ConfigDict, dict)) or leaf not in node:
     raise ValueError(f"selection grid field {dotted!r}: the config has no field {leaf!r}")
   if isinstance(node[leaf], float) and isinstance(value, int):
     value = float(value)
@@ -105,7 +105,7 @@ def select(config: ml_collections.ConfigDict, data: RetrievalData,
   collapses scores what its codes score (``on_collapse="warn"`` inside the search)."""
   from dseh_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
   points = grid_points(grid)
-  if not points:
+  if not grid or not points:              # {} has one (empty) point: nothing to choose
     raise ValueError("the selection grid is empty")
   bits = int(bits or tuple(config.bits)[0])
   val = validation_data(data, fraction=fraction, seed=int(config.seed))

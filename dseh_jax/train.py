@@ -135,7 +135,8 @@ def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[in
                         backbone=None if c.backbone == "none" else models.BACKBONES[c.backbone],
                         semantic_units=c.semantic_units,
                         hash_from_pre_relu=c.hash_from_pre_relu,
-                        dropout_rate=c.dropout_rate)
+                        dropout_rate=c.dropout_rate,
+                        feature_dropout=c.feature_dropout if c.backbone == "none" else 0.0)
   params = model.init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32))["params"]
   if c.pretrained_weights:
     params = load_pretrained_backbone(params, c.pretrained_weights, input_shape,
@@ -500,6 +501,9 @@ class DSEHTrainer:
     """Trains (or resumes) to the end of the plan and returns the codes and metrics."""
     start = time.time()
     done, labnet, imgnet, bank = self.restore()
+    finished = [h for h in self.history if h["kind"].endswith("_round")]
+    if finished:                   # a rerun after a collapse stop meets the same guard
+      self._check_collapse(finished[-1])
     labnet_rep, imgnet_rep = ts.replicate(labnet), ts.replicate(imgnet)
     bank_rep = None if bank is None else ts.replicate(bank)
     every = max(1, int(self.config.checkpoint_every_epochs))

@@ -43,6 +43,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.imgnet.semantic_units = 512              # paper and code
   c.imgnet.hash_from_pre_relu = False        # paper; code True
   c.imgnet.dropout_rate = 0.5                # paper and code
+  c.imgnet.feature_dropout = 0.0             # feature mode: dropout on the fc7 inputs
   c.imgnet.random_flip = True                # paper and code
   c.imgnet.batch_size = 128                  # paper and code
   c.imgnet.epochs_per_round = (40, 40, 40)   # code

@@ -50,9 +50,15 @@ def build_cifar10_mosaic(data_dir: str, *, seed: int = 0, layout: str = "auto",
                       ("num_retrieval", num_retrieval)):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"cifar10_mosaic: {name} must be an int >= 1; got {value!r}")
-  if not 1 <= min_photos <= max_photos <= 4:
-    raise ValueError(f"cifar10_mosaic: min_photos={min_photos}, max_photos={max_photos}; "
-                     "expected 1 <= min_photos <= max_photos <= 4")
+  if (any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+          for v in (min_photos, max_photos)) or not 1 <= min_photos <= max_photos <= 4):
+    raise ValueError(f"cifar10_mosaic: min_photos={min_photos!r}, max_photos={max_photos!r}; "
+                     "expected ints with 1 <= min_photos <= max_photos <= 4")
+  if layout not in cifar10.LAYOUTS:
+    raise ValueError(f"cifar10_mosaic: layout={layout!r}; expected one of {cifar10.LAYOUTS}")
+  if (isinstance(scale, bool) or not isinstance(scale, (int, float, np.number))
+      or not np.isfinite(scale) or scale <= 0):
+    raise ValueError(f"cifar10_mosaic: scale={scale!r}; expected a positive number")
   used = cifar10.detect_layout(str(data_dir)) if layout == "auto" else layout
   reader = cifar10.read_python_batches if used == "python" else cifar10.read_folder
   images, train_labels, test_labels, names = reader(str(data_dir))

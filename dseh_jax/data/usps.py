@@ -11,6 +11,7 @@ images (``as_images=True``).
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import numpy as np
 import scipy.io
@@ -24,6 +25,13 @@ FIELDS = {".mat": ("fea", "gnd"), ".npz": ("x", "y")}
 
 def read_table(path: str) -> tuple[np.ndarray, np.ndarray]:
   """``(features [n, d] float64, classes [n] int64 from 0)`` of a ``.mat`` or ``.npz``."""
+  x, classes, _ = read_labelled_table(path)
+  return x, classes
+
+
+def read_labelled_table(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """:func:`read_table` and the file's label value of every class (``gnd`` 1..10 for
+  USPS.mat), so that messages can name a class as the file does."""
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in FIELDS:
     raise ValueError(f"{path}: unknown suffix {suffix!r}; expected .mat (fea, gnd) or .npz "
@@ -43,19 +51,26 @@ def read_table(path: str) -> tuple[np.ndarray, np.ndarray]:
   if not np.issubdtype(y.dtype, np.integer) and not np.all(y == np.round(y)):
     raise ValueError(f"{path}: field {y_name!r} must hold integer classes")
   classes = np.unique(y)
-  return x, np.searchsorted(classes, y).astype(np.int64)
+  return x, np.searchsorted(classes, y).astype(np.int64), classes
 
 
 def per_class_protocol(classes: np.ndarray, *, seed: int, query_per_class: int,
-                       train_per_class: int) -> dict[str, np.ndarray]:
+                       train_per_class: int, file_labels: Optional[np.ndarray] = None
+                       ) -> dict[str, np.ndarray]:
   """Sorted row indices of ``query``, ``train`` (disjoint from the queries) and
-  ``database`` (every non-query row) drawn per class from ``default_rng([seed, salt])``."""
+  ``database`` (every non-query row) drawn per class from ``default_rng([seed, salt])``.
+  ``file_labels[c]``, when given, names class ``c`` in errors (its value in the file)."""
+  for name, value in (("query_per_class", query_per_class),
+                      ("train_per_class", train_per_class)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+      raise ValueError(f"usps: {name} must be an int >= 0; got {value!r}")
   rng = np.random.default_rng([int(seed), SEED_SALT])
   query, train = [], []
   for c in range(int(classes.max()) + 1):
     members = rng.permutation(np.flatnonzero(classes == c))
     if members.size < query_per_class + train_per_class:
-      raise ValueError(f"class {c} has {members.size} items; query_per_class="
+      name = c if file_labels is None else f"{file_labels[c]:g} (column {c})"
+      raise ValueError(f"class {name} has {members.size} items; query_per_class="
                        f"{query_per_class} + train_per_class={train_per_class} requested")
     query.append(members[:query_per_class])
     train.append(members[query_per_class:query_per_class + train_per_class])
@@ -68,9 +83,9 @@ def build_usps(path: str, *, seed: int = 0, query_per_class: int = 100,
                train_per_class: int = 500, scale: float = 255.0,
                as_images: bool = False) -> RetrievalData:
   """USPS (module docstring) as a validated ``RetrievalData`` named ``usps``."""
-  x, classes = read_table(str(path))
-  index = per_class_protocol(classes, seed=seed, query_per_class=int(query_per_class),
-                             train_per_class=int(train_per_class))
+  x, classes, file_labels = read_labelled_table(str(path))
+  index = per_class_protocol(classes, seed=seed, query_per_class=query_per_class,
+                             train_per_class=train_per_class, file_labels=file_labels)
   inputs = (x / float(scale)).astype(np.float32)
   if as_images:
     side = int(round(np.sqrt(x.shape[1])))
