@@ -8,8 +8,9 @@
         H_v, F_v = ImgNet over all training inputs
     B = sign(H_v); query and database codes = sign(ImgNet logits)
 
-The trainer checkpoints after every ``checkpoint_every_epochs`` epochs and at the end of
-every phase. Everything a later epoch depends on is either in the checkpoint (both train
+The trainer checkpoints at the end of every phase and after every
+``checkpoint_every_epochs`` epochs once ``checkpoint_min_seconds`` have passed since the last
+save (short feature-mode epochs would otherwise spend more time saving than training). Everything a later epoch depends on is either in the checkpoint (both train
 states, LabNet's buffers, the PRNG key, the metrics history) or a pure function of it (the
 ImgNet targets from LabNet's parameters; the next round's buffers from ImgNet's
 parameters; each epoch's sample order from ``(seed, bits, epoch number)``), so a resumed
@@ -120,6 +121,10 @@ def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[in
   if c.backbone != "none" and c.backbone not in models.BACKBONES:
     raise ValueError(f"imgnet.backbone={c.backbone!r}; expected 'none' or one of "
                      f"{sorted(models.BACKBONES)}")
+  if c.backbone != "none" and len(input_shape) == 1:
+    raise ValueError(f"imgnet.backbone={c.backbone!r} needs [n, H, W, C] images; the data "
+                     f"has feature vectors of width {input_shape[0]}: set "
+                     "imgnet.backbone=none (feature mode)")
   if c.backbone == "none" and len(input_shape) != 1:
     raise ValueError(f"imgnet.backbone='none' (feature mode) needs [n, d] inputs; the data "
                      f"has items of shape {input_shape}")
@@ -507,6 +512,7 @@ class DSEHTrainer:
     labnet_rep, imgnet_rep = ts.replicate(labnet), ts.replicate(imgnet)
     bank_rep = None if bank is None else ts.replicate(bank)
     every = max(1, int(self.config.checkpoint_every_epochs))
+    min_gap, last_save = float(self.config.checkpoint_min_seconds), time.time()
     for phase in self.plan:
       if done >= phase.first_epoch + phase.epochs:
         continue
@@ -530,8 +536,9 @@ class DSEHTrainer:
                      else self._imgnet_summary(phase, imgnet_rep, bank_rep))
           self.history.append(summary)
           log.info("%d bits %s", self.num_bits, _format_metrics(summary))
-        if last or done % every == 0:
+        if last or (done % every == 0 and time.time() - last_save >= min_gap):
           self._save(done, labnet_rep, imgnet_rep, bank_rep)
+          last_save = time.time()
         if last:
           self._check_collapse(summary)
     train_out, q, db = self._imgnet_encoding(imgnet_rep)

@@ -19,7 +19,7 @@ TINY = [
     "labnet.hidden_units=64", "labnet.semantic_units=16", "imgnet.semantic_units=16",
     "labnet.batch_size=16", "imgnet.batch_size=16", "eval.batch_size=32",
     "labnet.epochs_per_round=(3,2)", "imgnet.epochs_per_round=(3,2)", "eval.top_k=20",
-    "on_collapse=warn",
+    "on_collapse=warn", "checkpoint_min_seconds=0.0",
 ]
 
 
@@ -35,6 +35,7 @@ def tiny_config():
   c.imgnet.epochs_per_round = (3, 2)
   c.eval.top_k = 20
   c.on_collapse = "warn"           # a few epochs do not fit; the guard has its own tests
+  c.checkpoint_min_seconds = 0.0   # every epoch, so that kill tests find their checkpoint
   return c
 
 

@@ -73,6 +73,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.collapse_min_bit_agreement = 0.75        # ImgNet: agreement with LabNet's codes below this
   c.on_collapse = "stop"                     # "stop" (error, checkpoints kept) or "warn"
   c.checkpoint_every_epochs = 1
+  c.checkpoint_min_seconds = 30.0            # ... but not within this many seconds of the last
   c.checkpoints_to_keep = 2
   return c
 
@@ -121,7 +122,8 @@ def use_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   layers over the pretrained ones. Taken from the code: Θ = ½ a·b and every term as a mean
   (the paper's sums make one rate unusable across training-set sizes); Adam. Ours: no
   clipping, no decay (a constant rate; the code's ÷√10 per round starves later rounds),
-  ImgNet at rate 1e-3 for the new layers for more epochs, and z-scored inputs.
+  ImgNet at rate 1e-3 for the new layers for more epochs, z-scored inputs, and in feature
+  mode the dropout that the image network applies to its fc7 features (SPEC §4).
   """
   c.data.standardize = "zscore"
   for net in (c.labnet, c.imgnet):
@@ -139,6 +141,7 @@ def use_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.imgnet.optimizer.lr_mult_pretrained = 0.1      # paper: new layers 10× pretrained
   c.imgnet.optimizer.lr_mult_new = 1.0
   c.imgnet.epochs_per_round = (100, 100, 100)
+  c.imgnet.feature_dropout = 0.5     # feature mode: fc7's dropout of the image network
   return c
 
 
