@@ -440,8 +440,10 @@ class DSEHTrainer:
               f"{summary['nh_floor']}), {summary['dead_semantic_units']} of "
               f"{self.config.labnet.semantic_units} semantic units dead, map_l = "
               f"{summary['map_l']:.4f}")
+      healthy_before = any(not h["collapsed"] for h in self.history
+                           if h["kind"] == "labnet_round" and h["round"] < r)
       fix = ("ImgNet did not fit LabNet's codes in the previous round; raise "
-             "imgnet.optimizer.lr or imgnet.epochs_per_round" if r else
+             "imgnet.optimizer.lr or imgnet.epochs_per_round" if healthy_before else
              "lower labnet.optimizer.lr, or use the default recipe (--choices recipe: "
              "Adam, losses as means)")
     else:

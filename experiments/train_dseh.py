@@ -41,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "imgnet.optimizer.lr=1e-4,3e-4,1e-3")
   p.add_argument("--select_fraction", type=float, default=0.2,
                  help="share of the training points held out as validation queries")
+  p.add_argument("--select_only", action="store_true",
+                 help="stop after the selection (print and save its table)")
   p.add_argument("--host_devices", type=int, default=0,
                  help="simulate N CPU devices (sets XLA_FLAGS before JAX starts)")
   p.add_argument("--no_progress", action="store_true", help="hide the tqdm bars")
@@ -141,6 +143,8 @@ def main(argv=None) -> int:
   data = load_dataset(config.data, seed=config.seed)
   if args.select:
     select_and_apply(config, data, args)
+    if args.select_only:
+      return 0
   results = train_and_evaluate(config, data, args.workdir, progress=not args.no_progress)
   k = config.eval.top_k
   print(f"\nDSEH on {data.name} ({len(data.query)} queries, {len(data.database)} database, "

@@ -54,9 +54,9 @@ def toy_data(seed=0):
 def test_shallow_cell_equals_an_independent_evaluation(bench, method):
   from dseh_jax import baselines
   data = toy_data()
-  args = bench.parse_args(["--out", "x", "--bits", "8"])
+  args = bench.parse_args(["--out", "x", "--bits", "4"])
   cell = bench.run_shallow(data, method, args)
-  enc = baselines.fit(method, data.train.inputs, data.train.labels, 8, 0)
+  enc = baselines.fit(method, data.train.inputs, data.train.labels, 4, 0)
   q, db = enc.encode(data.query.inputs), enc.encode(data.database.inputs)
   assert cell["map"] == pytest.approx(evaluation.mean_average_precision(
       q, db, data.query.labels, data.database.labels))

@@ -82,3 +82,31 @@ def test_example_dropout_depends_only_on_each_examples_key():
   assert 0.4 < kept.mean() < 0.6
   np.testing.assert_allclose(full[kept], 2.0)               # inverted dropout scaling
   np.testing.assert_array_equal(np.asarray(models.example_dropout(x, 0.5, None)), 1.0)
+
+
+def test_feature_mode_dropout_masks_inputs_per_example_and_only_in_training():
+  """Feature mode drops the fc7 inputs as the image network drops fc7 (SPEC §4): at test
+  time (no keys) it is the plain head; in training each example's kept inputs are scaled by
+  1 / (1 - rate) and its mask depends only on its own key."""
+  x = np.random.default_rng(0).standard_normal((6, 40)).astype(np.float32) + 3.0
+  plain = models.ImgNet(num_bits=8, backbone=None, semantic_units=16)
+  dropped = models.ImgNet(num_bits=8, backbone=None, semantic_units=16, feature_dropout=0.5)
+  params = plain.init(jax.random.PRNGKey(0), x[:1])
+  np.testing.assert_array_equal(np.asarray(dropped.apply(params, x).hash_logits),
+                                np.asarray(plain.apply(params, x).hash_logits))
+  keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(6))
+  out = dropped.apply(params, x, dropout_keys=keys)
+  # Recompute the masks independently and run the head on the masked inputs in float64.
+  stream = jax.vmap(jax.random.fold_in, (0, None))(keys, models.FEATURE_DROPOUT_STREAM)
+  keep = np.stack([np.asarray(jax.random.bernoulli(k, 0.5, (40,))) for k in stream])
+  assert 0.3 < keep.mean() < 0.7
+  head = params["params"]["head"]
+  w1, b1 = (np.asarray(head["semantic"][n], np.float64) for n in ("kernel", "bias"))
+  w2, b2 = (np.asarray(head["hash"][n], np.float64) for n in ("kernel", "bias"))
+  semantic = np.maximum(np.where(keep, x / 0.5, 0.0) @ w1 + b1, 0.0)
+  np.testing.assert_allclose(np.asarray(out.semantic), semantic, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(np.asarray(out.hash_logits), semantic @ w2 + b2, rtol=1e-4,
+                             atol=1e-4)
+  alone = dropped.apply(params, x[2:3], dropout_keys=keys[2:3])
+  np.testing.assert_allclose(np.asarray(alone.hash_logits), np.asarray(out.hash_logits[2:3]),
+                             rtol=1e-5, atol=1e-5)

@@ -176,3 +176,10 @@ def test_cli_overrides_are_checked():
     train_dseh.apply_overrides(c, ["imgnet.optimizer.lr_typo=1"])
   with pytest.raises(SystemExit, match="KEY=VALUE"):
     train_dseh.apply_overrides(c, ["imgnet.optimizer.lr"])
+
+
+def test_feature_vectors_with_a_conv_backbone_say_to_set_feature_mode():
+  import jax  # pylint: disable=import-outside-toplevel
+  from dseh_jax.train import create_imgnet_state  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=r"mini_cnnf.*width 12: set imgnet.backbone=none"):
+    create_imgnet_state(tiny_config(), (12,), 8, 10, jax.random.PRNGKey(0))
