@@ -83,7 +83,7 @@ def test_default_labnet_keeps_codes_apart(name):
   m = labnet_quality(name, "recipe")
   assert m["nh"] >= 0.5 * m["label_sets"], m
   assert m["dead"] < 0.9 * 512, m
-  assert m["map_l"] > 0.85, m
+  assert m["map_l"] > 0.8, m          # a collapsed LabNet scores about 0.32 here
 
 
 def test_paper_choices_collapse_here_so_the_check_can_fail():

@@ -118,7 +118,7 @@ def use_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
   Kept from the paper: LabNet 4096 → 512 → K → c with a linear label head and LeCun init, no
   LRN; ImgNet's hash layer on the semantic layer after its ReLU; J2 of ImgNet on plain
-  logits and {0, 1} targets (scale 1, factor 1); S's scale s; the 10× rate of the new
+  logits and {0, 1} targets (scale 1, factor 1); the 10× rate of the new
   layers over the pretrained ones. Taken from the code: Θ = ½ a·b and every term as a mean
   (the paper's sums make one rate unusable across training-set sizes); Adam. Ours: no
   clipping, no decay (a constant rate; the code's ÷√10 per round starves later rounds),
@@ -135,6 +135,9 @@ def use_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     net.optimizer.decay_factor = 1.0
     net.optimizer.decay_each_round = False
   c.labnet.loss.weights = {"j1": 1.0, "j2": 1.0, "j3": 1.0, "j4": 1.0}
+  # s = 1 everywhere: with s > 1 (ImageNet's 5) the similar-pair term -s·Θ + softplus(Θ)
+  # has no minimum, and on densely similar (multi-label) data every code becomes one.
+  c.labnet.loss.s = c.imgnet.loss.s = 1.0
   # LabNet at 1e-4: at 1e-3 its ReLU semantic units die fast enough to merge classes of
   # single-label data and to lose half the label sets of NUS-WIDE-shaped labels.
   c.labnet.optimizer.lr = 1e-4
