@@ -1,28 +1,17 @@
 """experiments/bench_quality.py: configs per development set, shallow cells, the tables."""
 import csv
-import importlib.util
-import os
 
 import numpy as np
 import pytest
 
 from dseh_jax import evaluation
 from dseh_jax.data.splits import RetrievalData, Split
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_script():
-  spec = importlib.util.spec_from_file_location(
-      "bench_quality", os.path.join(ROOT, "experiments", "bench_quality.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-  return load_script()
+  return load_script("bench_quality")
 
 
 def test_feature_sets_use_nuswide21_in_feature_mode_and_image_sets_cifar10(bench):

@@ -3,7 +3,6 @@ against an independent eigen-decomposition, and the plot_curves command."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 
@@ -13,8 +12,8 @@ import pytest
 from dseh_jax.evaluation import evaluate_retrieval
 from dseh_jax.evaluation.curves_plot import (pca_2d, plot_pr_curves, plot_precision_at_n,
                                              plot_semantic_pca)
+from scripts import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -146,11 +145,7 @@ def test_semantic_pca_plot_fits_both_sets_together(tmp_path):
 # --------------------------------------------------------------------------- command
 
 def _script():
-  spec = importlib.util.spec_from_file_location(
-      "cli_plot_curves", os.path.join(ROOT, "experiments", "plot_curves.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script("plot_curves")
 
 
 def test_plot_curves_command_reads_runs(tmp_path, capsys):

@@ -1,5 +1,4 @@
 """Image decoding, ImageArray, the prefetching iterators (SPEC §4) and feature extraction."""
-import importlib.util
 import io
 import os
 import threading
@@ -13,10 +12,10 @@ from dseh_jax import input_pipeline as ip
 from dseh_jax import models, pretrained
 from dseh_jax import train_steps as ts
 from dseh_jax.data.splits import RetrievalData, Split
+from scripts import load_script
 from fixtures_vggf import (SMALL_CONV_FEATURES, SMALL_FC_UNITS, make_vggf_layers,
                            mcn_forward, write_vggf_mat)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def encode(array: np.ndarray, fmt: str = "PNG", mode=None) -> bytes:
@@ -241,11 +240,7 @@ SMALL_SPEC = pretrained.scaled_spec(models.CNNF, SMALL_CONV_FEATURES, SMALL_FC_U
 
 
 def _load_script():
-  spec = importlib.util.spec_from_file_location(
-      "extract_features_script", os.path.join(ROOT, "experiments", "extract_features.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script("extract_features")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dseh_jax.data.listing import overlap_report
+from dseh_jax.data.listing import class_folders, overlap_report
 from dseh_jax.data.protocols import SplitIndices
 from dseh_jax.data.splits import RetrievalData, Split
 
@@ -182,12 +182,7 @@ def read_python_batches(data_dir: str
 
 
 def _class_folders(split_dir: str) -> tuple[str, ...]:
-  if not os.path.isdir(split_dir):
-    raise ValueError(f"{split_dir}: folder not found; expected <split>/<class>/*.jpg")
-  names = tuple(sorted(e.name for e in os.scandir(split_dir) if e.is_dir()))
-  if not names:
-    raise ValueError(f"{split_dir}: no class folders; expected <split>/<class>/*.jpg")
-  return names
+  return class_folders(split_dir, "<split>/<class>/*.jpg")
 
 
 def list_folder(data_dir: str, split: str, class_names: Sequence[str]

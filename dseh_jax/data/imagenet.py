@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from dseh_jax.data import protocols
+from dseh_jax.data import listing, protocols
 from dseh_jax.data.listing import ImageDataset, ImageListing, finish_stats, read_text_lines
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -24,13 +24,7 @@ FILES_PER_CLASS_LIMIT = 2 ** 20
 
 def class_folders(data_dir: str) -> tuple[str, ...]:
   """Sorted names of the class folders under ``data_dir/train``."""
-  train = os.path.join(data_dir, "train")
-  if not os.path.isdir(train):
-    raise ValueError(f"{train}: folder not found; expected train/<wnid>/*.JPEG")
-  names = tuple(sorted(e.name for e in os.scandir(train) if e.is_dir()))
-  if not names:
-    raise ValueError(f"{train}: no class folders")
-  return names
+  return listing.class_folders(os.path.join(data_dir, "train"), "train/<wnid>/*.JPEG")
 
 
 def choose_classes(wnids: tuple[str, ...], num_classes: int, rng: np.random.Generator,

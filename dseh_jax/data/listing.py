@@ -188,3 +188,14 @@ def read_text_lines(path: str) -> list[str]:
     raise ValueError(f"{path}: file not found") from e
   except (OSError, UnicodeDecodeError) as e:
     raise ValueError(f"{path}: cannot read as UTF-8 text ({e})") from e
+
+
+def class_folders(split_dir: str, expected: str) -> tuple[str, ...]:
+  """Sorted names of the class folders under ``split_dir``; ``expected`` describes the
+  layout in the error (e.g. ``"train/<wnid>/*.JPEG"``)."""
+  if not os.path.isdir(split_dir):
+    raise ValueError(f"{split_dir}: folder not found; expected {expected}")
+  names = tuple(sorted(e.name for e in os.scandir(split_dir) if e.is_dir()))
+  if not names:
+    raise ValueError(f"{split_dir}: no class folders; expected {expected}")
+  return names
