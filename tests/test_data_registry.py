@@ -70,6 +70,7 @@ def test_feature_mode_training_runs(tmp_path):
   c.labnet.batch_size = c.imgnet.batch_size = 8
   c.labnet.epochs_per_round = c.imgnet.epochs_per_round = (1,)
   c.eval.top_k = 10
+  c.on_collapse = "warn"           # one epoch each: a smoke run, not a converged one
   data = load_dataset(c.data)
   result = DSEHTrainer(c, data, 8, str(tmp_path / "run"), progress=False).run()
   assert result.query_codes.shape == (8, 8) and result.database_codes.shape == (40, 8)

@@ -183,6 +183,9 @@ def test_create_imgnet_state_rejects_weights_for_other_backbones(tmp_path):
     create_imgnet_state(_imgnet_config(path, "mini_cnnf"), (16, 16, 3), 8, 256,
                         jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match=r"needs square \[H, W, 3\] image inputs"):
+    create_imgnet_state(_imgnet_config(path, "cnnf"), (32, 16, 3), 8, 256,
+                        jax.random.PRNGKey(0))
+  with pytest.raises(ValueError, match=r"width 4096: set imgnet.backbone=none"):
     create_imgnet_state(_imgnet_config(path, "cnnf"), (4096,), 8, 256, jax.random.PRNGKey(0))
 
 

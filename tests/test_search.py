@@ -20,17 +20,13 @@ from dseh_jax.evaluation.code_files import load_code_file, save_code_file
 from dseh_jax.evaluation.encoding import encode_split
 from dseh_jax.evaluation.search import (hamming_top_k, load_search_result,
                                         search_code_files)
+from scripts import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_FAISS = importlib.util.find_spec("faiss") is not None
 
 
 def _script(name):
-  spec = importlib.util.spec_from_file_location(f"cli_{name}",
-                                                os.path.join(ROOT, "experiments", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script(name)
 
 
 def _bits(rng, n, k):
@@ -263,6 +259,7 @@ def _tiny_run(tmp_path):
   c.labnet.epochs_per_round = (1,)
   c.imgnet.epochs_per_round = (1,)
   c.eval.labnet_map_every = 0
+  c.on_collapse = "warn"           # one epoch each: a smoke run, not a converged one
   data = load_dataset(c.data, seed=c.seed)
   train_and_evaluate(c, data, str(tmp_path / "run"), progress=False)
   return data

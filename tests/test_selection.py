@@ -23,7 +23,7 @@ TINY_SELECT = [
     "labnet.hidden_units=64", "labnet.semantic_units=16", "imgnet.semantic_units=16",
     "labnet.batch_size=16", "imgnet.batch_size=16", "eval.batch_size=32",
     "labnet.epochs_per_round=(1,)", "imgnet.epochs_per_round=(1,)", "eval.top_k=0",
-    "on_collapse=warn",
+    "on_collapse=warn", "checkpoint_min_seconds=0.0",
 ]
 
 

@@ -22,7 +22,7 @@ def _walk(d, prefix=""):
     ("S", {"imgnet.loss.weights.j1": 0.0}),
     ("SS", {"imgnet.loss.weights.j1": 0.0, "labnet.loss.weights.j1": 0.0}),
     ("L", {"labnet.loss.weights.j4": 0.0}),
-    ("A", {"labnet.epochs_per_round": (30,), "imgnet.epochs_per_round": (40,)}),
+    ("A", {"labnet.epochs_per_round": (30,), "imgnet.epochs_per_round": (100,)}),
 ])
 def test_variant_changes_only_its_fields(name, changed):
   base = _flat(configs.get_config("nuswide21"))
