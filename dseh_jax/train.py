@@ -10,7 +10,8 @@
 
 The trainer checkpoints at the end of every phase and after every
 ``checkpoint_every_epochs`` epochs once ``checkpoint_min_seconds`` have passed since the last
-save (short feature-mode epochs would otherwise spend more time saving than training). Everything a later epoch depends on is either in the checkpoint (both train
+save (short feature-mode epochs would otherwise spend more time saving than training).
+Everything a later epoch depends on is either in the checkpoint (both train
 states, LabNet's buffers, the PRNG key, the metrics history) or a pure function of it (the
 ImgNet targets from LabNet's parameters; the next round's buffers from ImgNet's
 parameters; each epoch's sample order from ``(seed, bits, epoch number)``), so a resumed
@@ -431,7 +432,7 @@ class DSEHTrainer:
     ended collapsed: LabNet's ``nh`` below its floor after any round, or ImgNet's bit
     agreement with LabNet's codes below ``collapse_min_bit_agreement`` after the last
     round (SPEC §5 hazards)."""
-    if not summary["collapsed"]:
+    if not summary.get("collapsed"):           # .get: summaries of older checkpoints
       return
     r, k = summary["round"], self.num_bits
     if summary["kind"] == "labnet_round":
@@ -440,7 +441,7 @@ class DSEHTrainer:
               f"{summary['nh_floor']}), {summary['dead_semantic_units']} of "
               f"{self.config.labnet.semantic_units} semantic units dead, map_l = "
               f"{summary['map_l']:.4f}")
-      healthy_before = any(not h["collapsed"] for h in self.history
+      healthy_before = any(not h.get("collapsed") for h in self.history
                            if h["kind"] == "labnet_round" and h["round"] < r)
       fix = ("ImgNet did not fit LabNet's codes in the previous round; raise "
              "imgnet.optimizer.lr or imgnet.epochs_per_round" if healthy_before else
@@ -448,8 +449,7 @@ class DSEHTrainer:
              "Adam, losses as means)")
     else:
       what = (f"ImgNet did not fit LabNet's codes by the last round ({r}) at {k} bits: bit "
-              f"agreement "
-              f"{summary['bit_agreement']:.3f} < collapse_min_bit_agreement "
+              f"agreement {summary['bit_agreement']:.3f} < collapse_min_bit_agreement "
               f"{self.config.collapse_min_bit_agreement}")
       fix = ("raise imgnet.optimizer.lr or imgnet.epochs_per_round, or standardise the "
              "inputs (data.standardize='zscore')")
