@@ -241,7 +241,9 @@ class DSEHTrainer:
     self.p_imgnet_step = ts.pmap_step(ts.imgnet_train_step,
                                       loss_kwargs=imgnet_loss_kwargs(config),
                                       flip=bool(config.imgnet.random_flip)
-                                      and len(data.input_shape) == 3)  # images only
+                                      and len(data.input_shape) == 3,  # images only
+                                      max_shift=int(config.imgnet.random_shift)
+                                      if len(data.input_shape) == 3 else 0)
     self.p_labnet_predict = ts.make_predict_fn(self.labnet.apply_fn)
     self.p_imgnet_predict = ts.make_predict_fn(self.imgnet.apply_fn)
     self.history: list[dict[str, Any]] = []

@@ -121,24 +121,48 @@ def random_flip(images: Array, keys: Array) -> Array:
   return jnp.where(flip[:, None, None, None], images[:, :, ::-1, :], images)
 
 
+def random_shift(images: Array, keys: Array, max_shift: int) -> Array:
+  """Translates each ``[b, H, W, C]`` image by up to ``max_shift`` pixels along each axis.
+
+  The image is padded by ``max_shift`` reflected pixels on every side and an ``H × W``
+  window is cut at a uniform offset in ``[0, 2·max_shift]²`` drawn from its own key.
+  """
+  if images.ndim != 4:
+    raise ValueError(f"random_shift needs [b, H, W, C] images; got shape {images.shape} "
+                     "(feature vectors cannot be shifted)")
+  if max_shift <= 0:
+    return images
+  _, h, w, c = images.shape
+  pad = ((max_shift, max_shift), (max_shift, max_shift), (0, 0))
+
+  def shift_one(image, key):
+    dy, dx = jax.random.randint(key, (2,), 0, 2 * max_shift + 1)
+    return jax.lax.dynamic_slice(jnp.pad(image, pad, mode="reflect"), (dy, dx, 0), (h, w, c))
+
+  return jax.vmap(shift_one)(images, keys)
+
+
 def imgnet_train_step(state: TrainState, bank: PointBank, batch: Batch, rng: Array, *,
                       loss_kwargs: Mapping[str, Any], flip: bool = False,
-                      axis_name: Optional[str] = AXIS_NAME):
+                      max_shift: int = 0, axis_name: Optional[str] = AXIS_NAME):
   """One ImgNet step (SPEC §4): descend ``J1 + η·J2`` against LabNet's fixed targets.
 
-  Dropout masks and flips come from per-example keys ``fold_in(rng, index)``, so a step
-  gives the same result however the global batch is sharded.
+  Dropout masks, flips and shifts (``max_shift`` pixels, :func:`random_shift`) come from
+  per-example keys ``fold_in(rng, index)``, so a step gives the same result however the
+  global batch is sharded.
   ``loss_kwargs``: ``weights, s, half, logit_scale, target_factor, reduction``.
   Returns ``(state, bank, metrics)``; the bank is unchanged; metrics ``loss, j1, j2,
   bit_agreement`` (fraction of bits where ``sign(z^v)`` equals LabNet's code).
   """
   keys = example_keys(rng, batch["index"])
   # Separate streams: the backbone folds layer numbers 0, 1, … into its dropout keys.
-  flip_keys, dropout_keys = (jax.vmap(jax.random.fold_in, (0, None))(keys, stream)
-                             for stream in (0, 1))
+  flip_keys, dropout_keys, shift_keys = (
+      jax.vmap(jax.random.fold_in, (0, None))(keys, stream) for stream in (0, 1, 2))
   images = batch["inputs"]
   if flip:
     images = random_flip(images, flip_keys)
+  if max_shift:
+    images = random_shift(images, shift_keys, max_shift)
   targets = bank.codes[batch["index"]]
 
   def loss_fn(params):

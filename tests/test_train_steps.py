@@ -139,13 +139,30 @@ def test_imgnet_step_with_dropout_and_flip_is_sharding_invariant():
     batches.append({"inputs": images[idx], "labels": labels[idx], "index": idx})
   keys = [np.asarray(jax.random.PRNGKey(10 + i)) for i in range(2)]
   s2, b2, m2 = _run_sharded(ts.imgnet_train_step, state, bank, batches, keys,
-                            loss_kwargs=IMG_LOSS, flip=True)
+                            loss_kwargs=IMG_LOSS, flip=True, max_shift=3)
   s1, b1, m1 = _run_single(ts.imgnet_train_step, state, bank, batches, keys,
-                           loss_kwargs=IMG_LOSS, flip=True)
+                           loss_kwargs=IMG_LOSS, flip=True, max_shift=3)
   _assert_trees_close(s2.params, s1.params)
   _assert_trees_close(b2, b1)   # the ImgNet step leaves its targets alone
   np.testing.assert_array_equal(np.asarray(b1.codes), np.asarray(bank.codes))
   np.testing.assert_allclose(m2["bit_agreement"][0], m1["bit_agreement"], rtol=1e-6)
+
+
+def test_random_shift_is_a_reflect_padded_window():
+  images = np.random.default_rng(0).normal(size=(6, 5, 7, 2)).astype(np.float32)
+  keys = jax.random.split(jax.random.PRNGKey(3), 6)
+  out = np.asarray(ts.random_shift(jnp.asarray(images), keys, 2))
+  seen = set()
+  for img, got in zip(images, out):
+    padded = np.pad(img, ((2, 2), (2, 2), (0, 0)), mode="reflect")
+    windows = [(dy, dx) for dy in range(5) for dx in range(5)
+               if np.array_equal(padded[dy:dy + 5, dx:dx + 7], got)]
+    assert windows, "the output is no window of the padded image"
+    seen.add(windows[0])
+  assert len(seen) > 1   # offsets differ between examples
+  np.testing.assert_array_equal(ts.random_shift(jnp.asarray(images), keys, 0), images)
+  with pytest.raises(ValueError, match="random_shift needs"):
+    ts.random_shift(jnp.zeros((2, 8)), keys[:2], 1)
 
 
 def test_imgnet_step_cnnf_224_on_two_devices():

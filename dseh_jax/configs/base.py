@@ -45,6 +45,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.imgnet.dropout_rate = 0.5                # paper and code
   c.imgnet.feature_dropout = 0.0             # feature mode: dropout on the fc7 inputs
   c.imgnet.random_flip = True                # paper and code
+  c.imgnet.random_shift = 0                  # images: translate by up to this many pixels
   c.imgnet.batch_size = 128                  # paper and code
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer = _optimizer(lr=1e-4)   # code NUS-WIDE 1e-4
