@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from dseh_jax import evaluation, input_pipeline, models, optim, plots, pretrained
+from dseh_jax import evaluation, faults, input_pipeline, models, optim, plots, pretrained
 from dseh_jax import train_steps as ts
 from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.evaluation import curves_plot, leakage
@@ -375,6 +375,7 @@ class DSEHTrainer:
         rng = np.broadcast_to(keys[s], (self.num_devices, 2))
         state_rep, bank_rep, m = step_fn(state_rep, bank_rep, batch, rng)
         metrics.append(m)
+        faults.reached(f"{phase.network}_step")
     metrics = jax.device_get(metrics)            # one transfer per epoch, not per step
     mean = {k: float(np.mean([m[k][0] for m in metrics])) for k in metrics[0]}
     if not np.isfinite(mean["loss"]):
@@ -533,6 +534,7 @@ class DSEHTrainer:
                   "epoch": epoch, "seconds": round(time.time() - t0, 3)})
         self.history.append(m)
         log.info("%d bits %s", self.num_bits, _format_metrics(m))
+        faults.reached("epoch_end")
         done = phase.first_epoch + epoch + 1
         last = epoch == phase.epochs - 1
         if last:
@@ -540,9 +542,11 @@ class DSEHTrainer:
                      else self._imgnet_summary(phase, imgnet_rep, bank_rep))
           self.history.append(summary)
           log.info("%d bits %s", self.num_bits, _format_metrics(summary))
+          faults.reached("phase_summary")
         if last or (done % every == 0 and time.time() - last_save >= min_gap):
           self._save(done, labnet_rep, imgnet_rep, bank_rep)
           last_save = time.time()
+          faults.reached("checkpoint_saved")
         if last:
           self._check_collapse(summary)
     train_out, q, db = self._imgnet_encoding(imgnet_rep)
@@ -671,6 +675,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
     trainer = DSEHTrainer(config, data, num_bits, bit_dir, progress=progress)
     result = trainer.run()
     save_codes(f"{bit_dir}/codes.npz", result, data)
+    faults.reached("codes_written")
     write_json(f"{bit_dir}/history.json", result.history)
     plots.plot_history(result.history, f"{bit_dir}/history.png",
                        title=f"DSEH on {data.name}, {num_bits} bits")
@@ -685,5 +690,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
     results["wall_seconds_total"] = round(
         sum(r["wall_seconds"] for r in results["bits"].values()), 2)
     write_json(results_path, results)
+    faults.reached("results_written")
     log.info("%d bits: %s", num_bits, _format_metrics(results["bits"][str(num_bits)]))
   return results
