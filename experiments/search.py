@@ -2,14 +2,15 @@
 
     python experiments/search.py --query codes/query.npz --database codes/database.npz \\
         --top_k 100 --out results/top100.npz [--train codes/train.npz] [--allow_overlap] \\
-        [--faiss_index results/database.faissbin]
+        [--allow_mixed_runs] [--faiss_index results/database.faissbin]
 
-Reads two code files (``experiments/encode.py``), refuses queries that are also database
-(or, with ``--train``, training) items unless ``--allow_overlap``, and writes the top-k
-database ids and distances of every query, nearest first, ties in database order
-(``dseh_jax.evaluation.search``). ``--faiss_index`` also exports the database codes as a
-FAISS binary index (optional extra ``faiss-cpu``) and checks that FAISS finds the same
-neighbours.
+Reads two code files (``experiments/encode.py``), refuses files of different code lengths,
+files of different runs (``config_hash``; a warning with ``--allow_mixed_runs`` or for older
+files without one), queries that are also database (or, with ``--train``, training) items
+unless ``--allow_overlap``, and writes the top-k database ids and distances of every query,
+nearest first, ties in database order (``dseh_jax.evaluation.search``). ``--faiss_index``
+also exports the database codes as a FAISS binary index (optional extra ``faiss-cpu``) and
+checks that FAISS finds the same neighbours.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--out", required=True, help="result file (.npz)")
   p.add_argument("--allow_overlap", action="store_true",
                  help="accept queries that are also database or training items (report it)")
+  p.add_argument("--allow_mixed_runs", action="store_true",
+                 help="accept code files of different runs (config_hash); warn instead")
   p.add_argument("--chunk_size", type=int, default=0,
                  help="queries per block (default: from a 256 MiB memory budget)")
   p.add_argument("--faiss_index", default="",
@@ -43,10 +46,21 @@ def run(args) -> int:
   # pylint: disable=import-outside-toplevel
   from dseh_jax.evaluation.code_files import load_code_file
   from dseh_jax.evaluation.leakage import check_protocol, overlap_report
-  from dseh_jax.evaluation.search import save_search_result, search_code_files
+  from dseh_jax.evaluation.search import (check_same_run, save_search_result,
+                                          search_code_files)
 
   query, database = load_code_file(args.query), load_code_file(args.database)
   train = load_code_file(args.train) if args.train else None
+  if query.num_bits != database.num_bits:
+    raise ValueError(f"{args.query} holds {query.num_bits}-bit codes, {args.database} "
+                     f"{database.num_bits}-bit codes; encode both at the same --bits")
+  run_warnings = check_same_run(query.meta, args.query, database.meta, args.database,
+                                args.allow_mixed_runs)
+  if train is not None:
+    run_warnings += check_same_run(query.meta, args.query, train.meta, args.train,
+                                   args.allow_mixed_runs)
+  for w in run_warnings:
+    print(f"warning: {w}", file=sys.stderr)
   report = overlap_report(query.ids, database.ids, None if train is None else train.ids)
   print("overlaps by id:", json.dumps(report.to_dict()))
   check_protocol(report, allow_query_in_database=args.allow_overlap,
@@ -54,7 +68,9 @@ def run(args) -> int:
                  where=f"search of {args.query} against {args.database}")
   meta = {"query_file": args.query, "database_file": args.database,
           "train_file": args.train, "overlaps": report.to_dict(),
-          "allow_overlap": bool(args.allow_overlap), "query_meta": dict(query.meta),
+          "allow_overlap": bool(args.allow_overlap),
+          "allow_mixed_runs": bool(args.allow_mixed_runs), "run_warnings": run_warnings,
+          "query_meta": dict(query.meta),
           "database_meta": dict(database.meta)}
   t0 = time.time()
   result = search_code_files(query, database, args.top_k, chunk_size=args.chunk_size or None,
@@ -86,7 +102,7 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   try:
     return run(args)
-  except (ValueError, ImportError) as e:   # bad input, leakage, or a missing extra
+  except (ValueError, ImportError) as e:   # bad input, mixed runs, leakage, missing extra
     print(f"error: {e}", file=sys.stderr)
     return 2
 

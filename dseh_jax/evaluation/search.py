@@ -127,6 +127,27 @@ class SearchResult:
     return int(self.indices.shape[1])
 
 
+def check_same_run(meta_a: Mapping[str, Any], path_a: str, meta_b: Mapping[str, Any],
+                   path_b: str, allow_mixed: bool = False) -> list[str]:
+  """Refuses two code files of different runs (``config_hash`` in their ``meta``).
+
+  Raises ``ValueError`` naming both files and hashes unless ``allow_mixed``; returns the
+  warnings to report (mixed runs allowed, or a file without a ``config_hash``).
+  """
+  ha, hb = meta_a.get("config_hash"), meta_b.get("config_hash")
+  if not ha or not hb:
+    missing = " and ".join(p for p, h in ((path_a, ha), (path_b, hb)) if not h)
+    return [f"no config_hash in {missing} (an older code file?); cannot check that "
+            f"{path_a} and {path_b} come from the same run"]
+  if ha == hb:
+    return []
+  msg = f"{path_a} (config_hash {ha}) and {path_b} (config_hash {hb}) come from different runs"
+  if not allow_mixed:
+    raise ValueError(f"{msg}; re-encode both with the same run (experiments/encode.py) or "
+                     "pass --allow_mixed_runs")
+  return [f"{msg}; searching anyway (--allow_mixed_runs)"]
+
+
 def search_code_files(query: CodeFile, database: CodeFile, top_k: int, *,
                       chunk_size: Optional[int] = None,
                       meta: Optional[Mapping[str, Any]] = None) -> SearchResult:
