@@ -35,6 +35,9 @@ import numpy as np
 import tqdm
 
 from dseh_jax import evaluation, faults, input_pipeline, models, optim, plots, pretrained
+from dseh_jax import run_identity, workdir_lock
+from dseh_jax.configs import validation
+from dseh_jax.data import image_check
 from dseh_jax import train_steps as ts
 from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.evaluation import curves_plot, leakage
@@ -215,9 +218,13 @@ class DSEHTrainer:
   """Trains DSEH at one code length on one dataset, checkpointing under ``workdir``."""
 
   def __init__(self, config: ml_collections.ConfigDict, data: RetrievalData, num_bits: int,
-               workdir: str, *, progress: bool = True):
+               workdir: str, *, progress: bool = True, fingerprint: Optional[str] = None):
+    """``fingerprint``: :func:`dseh_jax.run_identity.data_fingerprint` of ``data``, when
+    the caller has it (else computed here); stored in checkpoints and checked on resume."""
     self.config, self.data, self.num_bits = config, data, int(num_bits)
     self.workdir, self.progress = workdir, progress
+    self.identity = run_identity.identity(json.loads(config.to_json()),
+                                          fingerprint or run_identity.data_fingerprint(data))
     self.num_devices = jax.local_device_count()
     for net in (config.labnet, config.imgnet):
       if net.batch_size % self.num_devices:
@@ -304,28 +311,32 @@ class DSEHTrainer:
     state = self._checkpoint_state(ts.unreplicate(labnet_rep), ts.unreplicate(imgnet_rep),
                                    ts.unreplicate(bank_rep))
     meta = {"epochs_done": epochs_done, "num_bits": self.num_bits,
-            "config": json.loads(self.config.to_json()), "history": self.history}
+            "config": json.loads(self.config.to_json()),
+            "data_fingerprint": self.identity["data_fingerprint"], "history": self.history}
     self.checkpointer.save(epochs_done, state, meta)
 
   def restore(self) -> tuple[int, Any, Any, Optional[ts.PointBank]]:
     """``(epochs done, LabNet state, ImgNet state, bank or None)`` from the latest
     checkpoint under ``workdir`` (the fresh states and 0 when there is none); refuses a
-    checkpoint of another config or bit length."""
-    step = self.checkpointer.latest_step()
-    if step is None:
+    checkpoint of another training config, other data or another bit length (naming what
+    differs); a damaged newest checkpoint falls back to the newest intact one
+    (:meth:`RunCheckpointer.restore_latest`)."""
+    found = self.checkpointer.latest_intact_meta()
+    if found is None:
       return 0, self.labnet, self.imgnet, None
-    meta = self.checkpointer.read_meta(step)
-    if _resume_view(meta["config"]) != _resume_view(json.loads(self.config.to_json())):
-      raise ValueError(f"{self.workdir}/checkpoints holds a run with a different config; "
-                       "use another workdir or the same config to resume")
+    step, meta = found
+    where = f"{self.workdir}/checkpoints/{step}"
+    stored = {"training_config": run_identity.training_view(meta["config"]),
+              "data_fingerprint": meta.get("data_fingerprint")}   # None: older checkpoint
+    run_identity.check_same_run(stored, self.identity, where)
     if meta["num_bits"] != self.num_bits:
-      raise ValueError(f"{self.workdir}/checkpoints holds a {meta['num_bits']}-bit run, not "
-                       f"{self.num_bits} bits")
+      raise run_identity.RunMismatchError(
+          f"{where} holds a {meta['num_bits']}-bit run, not {self.num_bits} bits")
     n, d = self.num_train, self.config.labnet.semantic_units
     like_bank = ts.PointBank(np.zeros((n, d), np.float32),
                              np.zeros((n, self.num_bits), np.float32), self._train_labels)
     like = self._checkpoint_state(self.labnet, self.imgnet, like_bank)
-    state = self.checkpointer.restore(step, like)
+    step, state, meta = self.checkpointer.restore_latest(like)
     self.history = list(meta["history"])
     bank = ts.PointBank(state["bank"]["semantic"], state["bank"]["codes"], self._train_labels)
     log.info("resuming %d-bit run after epoch %d of %d", self.num_bits,
@@ -401,12 +412,17 @@ class DSEHTrainer:
     out = self._phase_end[LABNET] = self.labnet_outputs(labnet_rep, self._train_labels)
     codes = evaluation.binarize(out.codes)
     nh = evaluation.distinct_codes(codes)
-    floor = max(2, int(self.config.collapse_nh_fraction * self._distinct_label_sets))
+    floor = self._nh_floor()
     return {"kind": "labnet_round", "round": phase.round, "nh": nh,
             "bit_balance": evaluation.bit_balance(codes),
             "map_l": self.labnet_map(labnet_rep),
             "dead_semantic_units": int(np.sum(np.all(out.semantic <= 0, axis=0))),
             "collapsed": nh < floor, "nh_floor": floor}
+
+  def _nh_floor(self) -> int:
+    """Fewest distinct training codes a healthy phase ends with (``collapse_nh_fraction``
+    of the distinct training label sets, at least 2)."""
+    return max(2, int(self.config.collapse_nh_fraction * self._distinct_label_sets))
 
   def _imgnet_summary(self, phase: Phase, imgnet_rep, bank_rep) -> dict[str, Any]:
     """Codes, balance and bit agreement with LabNet's targets after an ImgNet phase; the
@@ -417,15 +433,18 @@ class DSEHTrainer:
     codes = evaluation.binarize(out.hash_logits)
     lab_codes = 2 * np.asarray(bank_rep.codes[0]) - 1      # the targets h' back in {-1, +1}
     agreement = float(np.mean(codes == lab_codes))
-    low = agreement < self.config.collapse_min_bit_agreement
+    nh = evaluation.distinct_codes(codes)
+    low = (agreement < self.config.collapse_min_bit_agreement
+           or nh < self._nh_floor())
     final = phase is self.plan[-1]
-    summary = {"kind": "imgnet_round", "round": phase.round,
-               "nh": evaluation.distinct_codes(codes),
+    summary = {"kind": "imgnet_round", "round": phase.round, "nh": nh,
                "bit_balance": evaluation.bit_balance(codes),
-               "bit_agreement": agreement, "collapsed": low and final}
+               "bit_agreement": agreement, "collapsed": low and final,
+               "nh_floor": self._nh_floor()}
     if low and not final:        # judged at the end; LabNet's next nh shows the damage
-      log.warning("%d bits: ImgNet's bit agreement with LabNet's codes is only %.3f after "
-                  "round %d (SPEC §5 hazard)", self.num_bits, agreement, phase.round)
+      log.warning("%d bits: ImgNet's bit agreement with LabNet's codes is only %.3f (nh "
+                  "%d) after round %d (SPEC §5 hazard)", self.num_bits, agreement, nh,
+                  phase.round)
     if final:
       summary.update(self._retrieval_metrics(q, db))
     return summary
@@ -451,11 +470,14 @@ class DSEHTrainer:
              "lower labnet.optimizer.lr, or use the default recipe (--choices recipe: "
              "Adam, losses as means)")
     else:
-      what = (f"ImgNet did not fit LabNet's codes by the last round ({r}) at {k} bits: bit "
-              f"agreement {summary['bit_agreement']:.3f} < collapse_min_bit_agreement "
-              f"{self.config.collapse_min_bit_agreement}")
-      fix = ("raise imgnet.optimizer.lr or imgnet.epochs_per_round, or standardise the "
-             "inputs (data.standardize='zscore')")
+      what = (f"ImgNet's codes are degenerate after the last round ({r}) at {k} bits: bit "
+              f"agreement with LabNet's codes {summary['bit_agreement']:.3f} (at least "
+              f"collapse_min_bit_agreement={self.config.collapse_min_bit_agreement} "
+              f"expected), nh = {summary['nh']} distinct training codes (floor "
+              f"{summary.get('nh_floor', 2)})")
+      fix = ("if the loss diverged, lower imgnet.optimizer.lr; if it under-fit, raise "
+             "imgnet.optimizer.lr or imgnet.epochs_per_round, or standardise the inputs "
+             "(data.standardize='zscore')")
     message = (f"{what}. The checkpoints are kept in {self.workdir}/checkpoints. Try: {fix}; "
                "or set on_collapse='warn' to continue anyway.")
     if self.config.on_collapse == "warn":
@@ -481,25 +503,9 @@ class DSEHTrainer:
     return encoding
 
   def _retrieval_metrics(self, q: np.ndarray, db: np.ndarray) -> dict[str, float]:
-    """MAP (and MAP@top_k) of ImgNet's codes under every tie policy of ``config.eval``:
-    ``map`` / ``map@K`` for the first policy, ``map_<policy>`` / ``map@K_<policy>`` for
-    the others, and precision / recall within ``eval.radius``. The full report (curves
-    included) is kept for :meth:`last_report`."""
-    e = self.config.eval
-    ties = tuple(e.ties)
-    report = evaluation.evaluate_retrieval(
-        q, db, self.data.query.labels, self.data.database.labels,
-        top_k=int(e.top_k) if e.top_k else (), ties=ties, zero_relevant=e.zero_relevant,
-        radius=int(e.radius))
-    self._last_report = report
-    out = {}
-    for i, policy in enumerate(ties):
-      suffix = "" if i == 0 else f"_{policy}"
-      out["map" + suffix] = report.map[policy]
-      if e.top_k:                    # one cut-off: report it under the configured name
-        out[f"map@{e.top_k}{suffix}"] = next(iter(report.map_at.values()))[policy]
-    out[f"precision_r{report.radius_value}"] = report.radius["precision"]
-    out[f"recall_r{report.radius_value}"] = report.radius["recall"]
+    """:func:`retrieval_metrics` of ImgNet's codes; the full report (curves included) is
+    kept for :meth:`last_report`."""
+    out, self._last_report = retrieval_metrics(self.config.eval, q, db, self.data)
     return out
 
   def last_report(self) -> Optional[evaluation.RetrievalReport]:
@@ -553,7 +559,9 @@ class DSEHTrainer:
     # The plan ends with an ImgNet phase, whose summary already scored these codes.
     final_round = [h for h in self.history if h["kind"] == "imgnet_round"][-1]
     metrics = {k: v for k, v in final_round.items()
-               if k.startswith(("map", "precision_r", "recall_r"))}
+               if k.startswith(("map", "precision_r", "recall_r", "zero_relevant"))}
+    metrics["collapsed"] = any(h.get("collapsed") for h in self.history
+                               if h["kind"].endswith("_round"))
     lab_rounds = [h for h in self.history if h["kind"] == "labnet_round"]
     if lab_rounds:
       metrics.update(nh=lab_rounds[-1]["nh"], map_l=lab_rounds[-1]["map_l"])
@@ -573,13 +581,27 @@ class DSEHTrainer:
             "imgnet": np.asarray(train_out.semantic)[index], "labels": labels}
 
 
-# Fields that do not change what is trained: a run may resume with other values (e.g.
-# on_collapse="warn" after a collapse stopped it).
-RESUMABLE_FIELDS = ("on_collapse", "collapse_nh_fraction", "collapse_min_bit_agreement")
-
-
-def _resume_view(config_json: dict[str, Any]) -> dict[str, Any]:
-  return {k: v for k, v in config_json.items() if k not in RESUMABLE_FIELDS}
+def retrieval_metrics(eval_config, q: np.ndarray, db: np.ndarray, data: RetrievalData
+                      ) -> tuple[dict[str, Any], evaluation.RetrievalReport]:
+  """MAP (and MAP@top_k) of query codes ``q`` against database codes ``db`` under every
+  tie policy of ``eval_config``: ``map`` / ``map@K`` for the first policy,
+  ``map_<policy>`` / ``map@K_<policy>`` for the others, precision / recall within
+  ``eval.radius`` and ``zero_relevant_queries``; and the full report."""
+  e, ties = eval_config, tuple(eval_config.ties)
+  report = evaluation.evaluate_retrieval(
+      q, db, data.query.labels, data.database.labels,
+      top_k=int(e.top_k) if e.top_k else (), ties=ties, zero_relevant=e.zero_relevant,
+      radius=int(e.radius))
+  out: dict[str, Any] = {}
+  for i, policy in enumerate(ties):
+    suffix = "" if i == 0 else f"_{policy}"
+    out["map" + suffix] = report.map[policy]
+    if e.top_k:                      # one cut-off: report it under the configured name
+      out[f"map@{e.top_k}{suffix}"] = next(iter(report.map_at.values()))[policy]
+  out[f"precision_r{report.radius_value}"] = report.radius["precision"]
+  out[f"recall_r{report.radius_value}"] = report.radius["recall"]
+  out["zero_relevant_queries"] = report.zero_relevant_queries
+  return out, report
 
 
 def _format_metrics(m: dict[str, Any]) -> str:
@@ -643,53 +665,127 @@ def check_leakage(config: ml_collections.ConfigDict, data: RetrievalData) -> dic
   return report.to_dict()
 
 
+def prepare(config: ml_collections.ConfigDict, data: RetrievalData, *,
+            check_images: bool = True, progress: bool = True) -> RetrievalData:
+  """Checks everything that can be checked before training and returns the data to train
+  on: every config field (:mod:`dseh_jax.configs.validation`), every image header
+  (``data.check_images``; :mod:`dseh_jax.data.image_check`) and the config against the
+  data. Raises ``ConfigError`` / ``UnreadableImagesError`` with one line per problem."""
+  validation.validate_config(config)
+  if check_images:
+    data = image_check.check_images(data, config.data.get("check_images", "fail"),
+                                    progress=progress)
+  validation.validate_against_data(config, data.input_shape, len(data.train), data.name)
+  return data
+
+
+def _claim_workdir(workdir: str, identity: dict[str, Any]) -> None:
+  """Writes ``workdir/run.json`` (the run identity) on the first run; later runs must
+  match it (:func:`dseh_jax.run_identity.check_same_run`)."""
+  path = os.path.join(workdir, RUN_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    run_identity.check_same_run(stored, identity, path)
+    return
+  results_path = os.path.join(workdir, "results.json")
+  if os.path.exists(results_path):               # a workdir of an older version
+    with open(results_path) as f:
+      old = json.load(f)
+    run_identity.check_same_run(
+        {"training_config": run_identity.training_view(old.get("config", {}))}, identity,
+        results_path)
+  write_json(path, identity)
+
+
+def _load_results(workdir: str) -> dict[str, Any]:
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def _reevaluate(config, data: RetrievalData, bit_dir: str, entry: dict[str, Any]
+                ) -> dict[str, Any]:
+  """``entry`` with its retrieval metrics recomputed from ``bit_dir/codes.npz`` under the
+  current ``config.eval`` (evaluation fields may change between runs of one workdir)."""
+  with np.load(f"{bit_dir}/codes.npz") as codes:
+    q, db = codes["query_codes"], codes["database_codes"]
+  metrics, report = retrieval_metrics(config.eval, q, db, data)
+  write_json(f"{bit_dir}/curves.json", report.to_dict())
+  kept = {k: v for k, v in entry.items() if k == "map_l"
+          or not k.startswith(("map", "precision_r", "recall_r", "zero_relevant"))}
+  return {**kept, **metrics}
+
+
+RUN_FILE = "run.json"
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, workdir: str,
-                       *, progress: bool = True) -> dict[str, Any]:
+                       *, progress: bool = True, check_images: bool = True
+                       ) -> dict[str, Any]:
   """Trains DSEH at every length in ``config.bits``; writes ``workdir/results.json``.
 
-  Each length has its own folder ``workdir/bits{K}`` with checkpoints, ``codes.npz`` and
-  ``history.json``; a length whose codes are already there is not trained again, and an
-  interrupted one resumes from its last checkpoint.
+  Everything checkable is checked first (:func:`prepare`; ``check_images=False`` when the
+  caller already did). The workdir is locked for the run and holds one run identity
+  (``run.json``: training config + data fingerprint); a different one is refused, naming
+  the fields or the data that differ. Each length has its own folder ``workdir/bits{K}``
+  with checkpoints, ``codes.npz`` and ``history.json``; a finished length is not trained
+  again (re-evaluated when ``config.eval`` changed), an interrupted one resumes, and the
+  entries of lengths not asked for this time stay in ``results.json``.
   """
+  data = prepare(config, data, check_images=check_images, progress=progress)
   overlaps = check_leakage(config, data)
   data = use_weights_mean(config, data)
-  os.makedirs(workdir, exist_ok=True)
+  with workdir_lock.workdir_lock(workdir):
+    fingerprint = run_identity.data_fingerprint(data)
+    config_json = json.loads(config.to_json())
+    _claim_workdir(workdir, run_identity.identity(config_json, fingerprint))
+    results = {"config": config_json, "seed": config.seed, "data_fingerprint": fingerprint,
+               "dataset": {"name": data.name, "train": len(data.train),
+                           "query": len(data.query), "database": len(data.database),
+                           "classes": data.num_classes, "overlaps": overlaps,
+                           "loader_stats": jsonable(getattr(data, "stats", {}) or {})},
+               "versions": versions(), "bits": _load_results(workdir).get("bits", {})}
+    for num_bits in config.bits:
+      _train_one_length(config, data, workdir, num_bits, results, fingerprint, progress)
+  return results
+
+
+def _train_one_length(config, data: RetrievalData, workdir: str, num_bits: int,
+                      results: dict[str, Any], fingerprint: str, progress: bool) -> None:
+  """Trains, re-evaluates or skips one bit length; merges its entry into ``results``."""
   results_path = os.path.join(workdir, "results.json")
-  results = {"config": json.loads(config.to_json()), "seed": config.seed,
-             "dataset": {"name": data.name, "train": len(data.train),
-                         "query": len(data.query), "database": len(data.database),
-                         "classes": data.num_classes, "overlaps": overlaps,
-                         "loader_stats": jsonable(getattr(data, "stats", {}) or {})},
-             "versions": versions(), "bits": {}}
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      previous = json.load(f)
-    if previous.get("config") == results["config"]:
-      results["bits"] = previous.get("bits", {})
-  for num_bits in config.bits:
-    bit_dir = os.path.join(workdir, f"bits{num_bits}")
-    if str(num_bits) in results["bits"] and os.path.exists(f"{bit_dir}/codes.npz"):
+  bit_dir = os.path.join(workdir, f"bits{num_bits}")
+  entry = results["bits"].get(str(num_bits))
+  if entry is not None and os.path.exists(f"{bit_dir}/codes.npz"):
+    if entry.get("eval") == run_identity.evaluation_view(results["config"]):
       log.info("%d bits: already done, skipping", num_bits)
-      continue
+      return
+    log.info("%d bits: already trained; re-evaluating under the new eval settings", num_bits)
+    entry = _reevaluate(config, data, bit_dir, entry)
+  else:
     t0 = time.time()
-    trainer = DSEHTrainer(config, data, num_bits, bit_dir, progress=progress)
+    trainer = DSEHTrainer(config, data, num_bits, bit_dir, progress=progress,
+                          fingerprint=fingerprint)
     result = trainer.run()
     save_codes(f"{bit_dir}/codes.npz", result, data)
     faults.reached("codes_written")
     write_json(f"{bit_dir}/history.json", result.history)
     plots.plot_history(result.history, f"{bit_dir}/history.png",
                        title=f"DSEH on {data.name}, {num_bits} bits")
-    report = trainer.last_report() or evaluation.evaluate_retrieval(   # None after a resume
-        result.query_codes, result.database_codes, data.query.labels,     # past the last
-        data.database.labels, top_k=int(config.eval.top_k) or (),         # evaluation
-        ties=tuple(config.eval.ties), zero_relevant=config.eval.zero_relevant,
-        radius=int(config.eval.radius))
+    report = trainer.last_report() or retrieval_metrics(   # None after a resume past
+        config.eval, result.query_codes, result.database_codes, data)[1]  # the last eval
     write_figures(bit_dir, report, result.semantic, data.name, num_bits)
-    results["bits"][str(num_bits)] = {**result.metrics,
-                                      "wall_seconds": round(time.time() - t0, 2)}
-    results["wall_seconds_total"] = round(
-        sum(r["wall_seconds"] for r in results["bits"].values()), 2)
-    write_json(results_path, results)
-    faults.reached("results_written")
-    log.info("%d bits: %s", num_bits, _format_metrics(results["bits"][str(num_bits)]))
-  return results
+    entry = {**result.metrics, "wall_seconds": round(time.time() - t0, 2)}
+    if result.metrics.get("zero_relevant_queries"):
+      log.warning("%d bits: %d queries have no relevant database item (eval.zero_relevant"
+                  "=%s)", num_bits, result.metrics["zero_relevant_queries"],
+                  config.eval.zero_relevant)
+  entry["eval"] = run_identity.evaluation_view(results["config"])
+  results["bits"][str(num_bits)] = entry
+  results["wall_seconds_total"] = round(
+      sum(r.get("wall_seconds", 0.0) for r in results["bits"].values()), 2)
+  write_json(results_path, results)
+  faults.reached("results_written")

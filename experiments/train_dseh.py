@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--host_devices", type=int, default=0,
                  help="simulate N CPU devices (sets XLA_FLAGS before JAX starts)")
   p.add_argument("--no_progress", action="store_true", help="hide the tqdm bars")
+  p.add_argument("--debug", action="store_true",
+                 help="show the Python traceback of an error instead of its one-line message")
   return p.parse_args(argv)
 
 
@@ -61,7 +63,10 @@ def apply_overrides(config, overrides) -> None:
       value = raw
     node = config
     *parents, leaf = key.split(".")
-    for name in parents:
+    for i, name in enumerate(parents):
+      if not hasattr(node, "keys") or name not in node:
+        raise SystemExit(f"--set {key}: the config has no section "
+                         f"{'.'.join(parents[:i + 1])!r}")
       node = node[name]
     if leaf not in node and parents[-1:] != ["kwargs"]:   # loader kwargs are open-ended
       raise SystemExit(f"--set {key}: the config has no field {leaf!r} there")
@@ -74,7 +79,20 @@ def apply_overrides(config, overrides) -> None:
       value = raw                       # a text field keeps the text, e.g. data.mean=1,2,3
     if isinstance(node[leaf], tuple) and isinstance(value, (list, int)):
       value = tuple(value) if isinstance(value, list) else (value,)
-    node[leaf] = value
+    try:
+      node[leaf] = value
+    except TypeError:
+      raise SystemExit(f"--set {key}={raw}: expected a value of type "
+                       f"{type(node[leaf]).__name__} (now {node[leaf]!r})") from None
+
+
+def parse_bits(text: str) -> tuple[int, ...]:
+  """``"16,32"`` → ``(16, 32)``; the range is checked with the rest of the config."""
+  try:
+    return tuple(int(b) for b in text.split(","))
+  except ValueError:
+    raise SystemExit(f"--bits {text!r}: expected comma-separated code lengths, e.g. "
+                     "16,32,48,64") from None
 
 
 def parse_grid(items) -> dict:
@@ -111,7 +129,19 @@ def select_and_apply(config, data, args) -> None:
 
 
 def main(argv=None) -> int:
+  """Runs :func:`run`; an error is one line on stderr (exit 2) unless ``--debug``."""
   args = parse_args(argv)
+  try:
+    return run(args)
+  except Exception as e:  # pylint: disable=broad-except  # one line for the user
+    if args.debug:
+      raise
+    print(f"error: {type(e).__name__}: {e} (--debug shows the traceback)".replace("\n", " "),
+          file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
   if args.host_devices:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.host_devices}")
@@ -119,17 +149,19 @@ def main(argv=None) -> int:
   from dseh_jax import configs  # pylint: disable=import-outside-toplevel
   from dseh_jax.configs import variants  # pylint: disable=import-outside-toplevel
   from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
-  from dseh_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from dseh_jax.train import prepare, train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from dseh_jax.configs.validation import validate_config  # pylint: disable=import-outside-toplevel
 
   config = configs.get_config(args.config, args.choices)
   variants.apply_variant(config, args.variant)
   if args.bits:
-    config.bits = tuple(int(b) for b in args.bits.split(","))
+    config.bits = parse_bits(args.bits)
   if args.seed is not None:
     config.seed = args.seed
   if args.data_dir:
     config.data.kwargs.data_dir = args.data_dir
   apply_overrides(config, args.set)
+  validate_config(config)                 # before the data are read
 
   os.makedirs(args.workdir, exist_ok=True)
   logging.basicConfig(
@@ -140,12 +172,14 @@ def main(argv=None) -> int:
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
   start = time.time()
-  data = load_dataset(config.data, seed=config.seed)
+  data = prepare(config, load_dataset(config.data, seed=config.seed),
+                 progress=not args.no_progress)
   if args.select:
     select_and_apply(config, data, args)
     if args.select_only:
       return 0
-  results = train_and_evaluate(config, data, args.workdir, progress=not args.no_progress)
+  results = train_and_evaluate(config, data, args.workdir, progress=not args.no_progress,
+                               check_images=False)
   k = config.eval.top_k
   print(f"\nDSEH on {data.name} ({len(data.query)} queries, {len(data.database)} database, "
         f"{len(data.train)} train); seed {config.seed}; {time.time() - start:.0f} s")
@@ -157,14 +191,17 @@ def main(argv=None) -> int:
                f"map@{k}" + ("" if i == 0 else f"_{p}")) for i, p in enumerate(ties)]
   radius = int(config.eval.radius)
   names += [(f"P@r≤{radius}", f"precision_r{radius}"), ("map_l", "map_l")]
-  print(f"(MAP: ties {ties[0]}; zero-relevant queries: {config.eval.zero_relevant})")
+  zero = results["bits"][str(config.bits[0])].get("zero_relevant_queries", "?")
+  print(f"(MAP: ties {ties[0]}; {zero} queries have no relevant database item: "
+        f"eval.zero_relevant={config.eval.zero_relevant})")
   print("| bits | " + " | ".join(n for n, _ in names) + " | nh | seconds |")
   print("|---|" + "---|" * (len(names) + 2))
   for bits in config.bits:
     r = results["bits"][str(bits)]
     cells = [f"{r[key]:.4f}" if key in r else "" for _, key in names]
+    flag = " (collapsed: on_collapse=warn)" if r.get("collapsed") else ""
     print(f"| {bits} | " + " | ".join(cells) + f" | {r.get('nh', '')} | "
-          f"{r['wall_seconds']:.0f} |")
+          f"{r.get('wall_seconds', 0):.0f} |{flag}")
   return 0
 
 

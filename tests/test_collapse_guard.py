@@ -10,7 +10,8 @@ import pytest
 
 from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.data.registry import load_dataset
-from dseh_jax.train import RESUMABLE_FIELDS, CollapseError, DSEHTrainer
+from dseh_jax.run_identity import NOT_TRAINING
+from dseh_jax.train import CollapseError, DSEHTrainer
 from test_trainer import tiny_config
 
 
@@ -79,7 +80,7 @@ def test_labnet_collapse_stops_keeps_checkpoints_and_resumes_with_warn(tmp_path,
   assert _steps(workdir)[-1] == 2
 
   # The same run with on_collapse="warn" (a resumable field) continues from epoch 2.
-  assert "on_collapse" in RESUMABLE_FIELDS
+  assert "on_collapse" in NOT_TRAINING
   config_warn = copy.deepcopy(config)
   config_warn.on_collapse = "warn"
   resumed = DSEHTrainer(config_warn, data, 4, workdir, progress=False)
@@ -123,13 +124,15 @@ def test_imgnet_guard_stops_after_the_last_round_only(tmp_path, data, caplog):
   assert [(h["round"], h["collapsed"]) for h in img] == [(0, False), (1, True)]
   assert all(not h["collapsed"] for h in meta["history"] if h["kind"] == "labnet_round")
   message = str(err.value)
-  assert ("ImgNet did not fit LabNet's codes by the last round (1) at 8 bits: bit agreement "
-          f"{img[1]['bit_agreement']:.3f} < collapse_min_bit_agreement 1.01") in message
+  assert ("ImgNet's codes are degenerate after the last round (1) at 8 bits: bit agreement "
+          f"with LabNet's codes {img[1]['bit_agreement']:.3f} (at least "
+          "collapse_min_bit_agreement=1.01 expected), nh = "
+          f"{img[1]['nh']} distinct training codes") in message
   assert "raise imgnet.optimizer.lr" in message and "on_collapse='warn'" in message
   warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
   assert any(f"bit agreement with LabNet's codes is only {img[0]['bit_agreement']:.3f} "
-             "after round 0" in m for m in warned)
-  assert not any("round 0" in m and "did not fit" in m for m in warned)
+             f"(nh {img[0]['nh']}) after round 0" in m for m in warned)
+  assert not any("round 0" in m and "degenerate" in m for m in warned)
   # the last ImgNet summary carries the retrieval metrics; the first does not
   assert "map" in img[1] and "map" not in img[0]
 

@@ -98,7 +98,8 @@ def test_train_and_evaluate_writes_results_and_codes(tmp_path):
   assert semantic["labnet_features"].shape == semantic["imgnet_features"].shape == (64, 16)
   # A checkpoint of another config is refused, not mixed in.
   config.labnet.loss.s = 0.5
-  with pytest.raises(ValueError, match="different config"):
+  with pytest.raises(ValueError, match=r"different training config \(labnet\.loss\.s: "
+                     r"1\.0 → 0\.5\)"):
     DSEHTrainer(config, data, 8, str(tmp_path / "bits8"), progress=False).run()
 
 

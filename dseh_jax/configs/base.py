@@ -18,6 +18,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.name = "digits_mosaic"              # dataset loader, see dseh_jax.data.registry
   c.data.kwargs = ml_collections.ConfigDict()
   c.data.standardize = "none"                # "zscore": inputs by training moments (recipe)
+  c.data.check_images = "fail"               # open every image header first ("skip", "off")
 
   # LabNet, SPEC §3.
   c.labnet = ml_collections.ConfigDict()

@@ -58,9 +58,15 @@ NAMES = ("digits_mosaic", "digits_single", "features", "features_npz") + tuple(
     IMAGE_LOADERS) + tuple(ARRAY_LOADERS) + ("tfds",)
 
 
-def _check_options(name: str, loader: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
-  """Unknown ``data.kwargs`` keys are a ValueError listing the loader's options."""
-  accepted = [p for p in inspect.signature(loader).parameters if p != "data_dir"]
+def _check_options(name: str, loader: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+  """Unknown ``data.kwargs`` keys are a ValueError listing the loader's options. A
+  ``seed`` the loader does not take is dropped: it seeds protocol splits, and datasets with
+  fixed splits (feature files, the embedded sets' own seeds aside) have none."""
+  params = inspect.signature(loader).parameters
+  accepted = [p for p in params if p != "data_dir" and params[p].kind in (
+      inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+  if "seed" in kwargs and "seed" not in accepted:
+    kwargs.pop("seed")
   unknown = sorted(set(kwargs) - set(accepted))
   if unknown:
     raise ValueError(f"data.kwargs {unknown} are not options of dataset {name!r}; expected "
@@ -101,15 +107,17 @@ def read_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
   if (not kwargs.get("data_dir", "x") and name not in IMAGE_LOADERS
       and name not in ARRAY_LOADERS and name != "tfds"):
     kwargs.pop("data_dir")
-  if name == "digits_mosaic":
+  if name in ("digits_mosaic", "digits_single"):
+    _check_options(name, build_digits_mosaic, kwargs)
+    if name == "digits_single":
+      kwargs["single_label"] = True
     return build_digits_mosaic(**kwargs)
-  if name == "digits_single":
-    return build_digits_mosaic(single_label=True, **kwargs)
   if name in ("features", "features_npz"):
     if "path" not in kwargs:
       raise ValueError(f"data.name={name!r} needs data.kwargs.path (an .npz, .mat or .h5 "
                        "file)")
     loader = load_feature_npz if name == "features_npz" else load_feature_file
+    _check_options(name, loader, kwargs)
     return loader(kwargs.pop("path"), **kwargs)
   if name in TABLE_LOADERS:
     if not kwargs.get("path"):
