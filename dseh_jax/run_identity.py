@@ -114,8 +114,9 @@ def data_fingerprint(data: RetrievalData) -> str:
   return h.hexdigest()
 
 
-def identity(config_json: Mapping[str, Any], fingerprint: str) -> dict[str, Any]:
-  """The identity record of a run (what ``run.json`` and checkpoints store)."""
+def identity(config_json: Mapping[str, Any], fingerprint: str | None) -> dict[str, Any]:
+  """The identity record of a run (what ``run.json`` and checkpoints store); a ``None``
+  fingerprint (a checkpoint of an older version) matches any data."""
   return {"training_config": training_view(config_json), "data_fingerprint": fingerprint}
 
 
@@ -132,5 +133,14 @@ def check_same_run(stored: Mapping[str, Any], current: Mapping[str, Any], where:
   if stored.get("data_fingerprint") not in (None, current["data_fingerprint"]):
     raise RunMismatchError(
         f"{where} holds a run on different data (fingerprint {stored['data_fingerprint']}, "
-        f"now {current['data_fingerprint']}): a data file changed since that run; "
-        f"{fix}, or restore the original data to resume")
+        f"now {current['data_fingerprint']}): a data file changed since that run"
+        f"{_data_source(current['training_config'])}; {fix}, or restore the original data "
+        "to resume")
+
+
+def _data_source(training_config: Mapping[str, Any]) -> str:
+  """`` (data.name='features', data.kwargs.path='f.npz')``: where the data come from."""
+  named = [f"{k}={training_config[k]!r}" for k in ("data.name", "data.kwargs.path",
+                                                    "data.kwargs.data_dir")
+           if training_config.get(k)]
+  return f" ({', '.join(named)})" if named else ""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -326,9 +327,8 @@ class DSEHTrainer:
       return 0, self.labnet, self.imgnet, None
     step, meta = found
     where = f"{self.workdir}/checkpoints/{step}"
-    stored = {"training_config": run_identity.training_view(meta["config"]),
-              "data_fingerprint": meta.get("data_fingerprint")}   # None: older checkpoint
-    run_identity.check_same_run(stored, self.identity, where)
+    stored = run_identity.identity(meta["config"], meta.get("data_fingerprint"))
+    run_identity.check_same_run(stored, self.identity, where)   # fingerprint None: older
     if meta["num_bits"] != self.num_bits:
       raise run_identity.RunMismatchError(
           f"{where} holds a {meta['num_bits']}-bit run, not {self.num_bits} bits")
@@ -695,6 +695,15 @@ def _claim_workdir(workdir: str, identity: dict[str, Any]) -> None:
     run_identity.check_same_run(
         {"training_config": run_identity.training_view(old.get("config", {}))}, identity,
         results_path)
+  for ckpt_dir in sorted(glob.glob(os.path.join(workdir, "bits*", "checkpoints"))):
+    checkpointer = RunCheckpointer(ckpt_dir)          # run.json lost, or an older version
+    found = checkpointer.latest_intact_meta()
+    checkpointer.close()
+    if found is not None:
+      step, meta = found
+      run_identity.check_same_run(
+          run_identity.identity(meta["config"], meta.get("data_fingerprint")), identity,
+          f"{ckpt_dir}/{step}")
   write_json(path, identity)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import logging
 import os
 import sys
@@ -66,10 +67,11 @@ def apply_overrides(config, overrides) -> None:
     for i, name in enumerate(parents):
       if not hasattr(node, "keys") or name not in node:
         raise SystemExit(f"--set {key}: the config has no section "
-                         f"{'.'.join(parents[:i + 1])!r}")
+                         f"{'.'.join(parents[:i + 1])!r}{_known(node, name)}")
       node = node[name]
     if leaf not in node and parents[-1:] != ["kwargs"]:   # loader kwargs are open-ended
-      raise SystemExit(f"--set {key}: the config has no field {leaf!r} there")
+      raise SystemExit(f"--set {key}: the config has no field {leaf!r} there"
+                       f"{_known(node, leaf)}")
     if leaf not in node:
       node[leaf] = value
       continue
@@ -84,6 +86,16 @@ def apply_overrides(config, overrides) -> None:
     except TypeError:
       raise SystemExit(f"--set {key}={raw}: expected a value of type "
                        f"{type(node[leaf]).__name__} (now {node[leaf]!r})") from None
+
+
+def _known(node, name: str) -> str:
+  """``"; did you mean 'x'? (fields there: …)"`` for a misspelt ``name`` under ``node``."""
+  if not hasattr(node, "keys"):
+    return ""
+  names = sorted(node.keys())
+  close = difflib.get_close_matches(name, names, n=1)
+  hint = f"; did you mean {close[0]!r}?" if close else ""
+  return f"{hint} (fields there: {', '.join(names)})"
 
 
 def parse_bits(text: str) -> tuple[int, ...]:
@@ -129,10 +141,16 @@ def select_and_apply(config, data, args) -> None:
 
 
 def main(argv=None) -> int:
-  """Runs :func:`run`; an error is one line on stderr (exit 2) unless ``--debug``."""
+  """Runs :func:`run`; an error (a bad command line included) is one line on stderr (exit
+  2) unless ``--debug``."""
   args = parse_args(argv)
   try:
     return run(args)
+  except SystemExit as e:            # a bad command line (--set, --bits): its message
+    if args.debug or not isinstance(e.code, str):
+      raise
+    print(f"error: {e.code}".replace("\n", " "), file=sys.stderr)
+    return 2
   except Exception as e:  # pylint: disable=broad-except  # one line for the user
     if args.debug:
       raise

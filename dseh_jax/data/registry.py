@@ -25,6 +25,7 @@ three numbers).
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any, Callable, Mapping, Optional
 
@@ -69,8 +70,10 @@ def _check_options(name: str, loader: Callable[..., Any], kwargs: dict[str, Any]
     kwargs.pop("seed")
   unknown = sorted(set(kwargs) - set(accepted))
   if unknown:
+    close = {u: difflib.get_close_matches(u, accepted, n=1) for u in unknown}
+    hint = " or ".join(f"data.kwargs.{c[0]} for {u}" for u, c in close.items() if c)
     raise ValueError(f"data.kwargs {unknown} are not options of dataset {name!r}; expected "
-                     f"some of {accepted}")
+                     f"some of {accepted}{'; did you mean ' + hint + '?' if hint else ''}")
 
 
 def preprocessing(data_config: Mapping[str, Any]) -> dict[str, Any]:
