@@ -191,7 +191,8 @@ class RunCheckpointer:
                         f"falling back to step {step}")
       if legacy:
         self._warn_once(f"checkpoint {step} in {self.directory} has no checksum (saved by an "
-                        "older version); loaded it unverified")
+                        "older version, or killed between orbax's save and the checksum); "
+                        "orbax read it whole, loaded it unverified")
       return step, loaded, list(damaged)
     if not steps:
       return None
