@@ -116,8 +116,35 @@ def test_killed_runs_resume_to_the_same_codes(tmp_path, env, seed):
     assert (bit_dir / "codes.npz").exists() == late, f"seed {seed}, {spec}: {log}"
   done = run(cli(tmp_path / "killed", seed), env)
   assert done.returncode == 0, done.stderr[-3000:]
-  where = f"seed {seed} after the kills {log}"
-  ref_dir = tmp_path / "ref" / "bits8"
+  assert_same_run(tmp_path / "ref", tmp_path / "killed", f"seed {seed} after the kills {log}")
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_same_codes(tmp_path, env):
+  """One byte flipped in an array file of the newest step: the rerun warns, resumes from
+  the step before it and ends as the uninterrupted run does."""
+  ref = run(cli(tmp_path / "ref", 0), env)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  got = run(cli(tmp_path / "killed", 0), {**env, faults.ENV: "checkpoint_saved:5"})
+  assert got.returncode == -signal.SIGKILL, got.stderr[-3000:]
+  bit_dir = tmp_path / "killed" / "bits8"
+  assert steps_on_disk(bit_dir)[-1] == 5
+  data_files = sorted(p for p in (bit_dir / "checkpoints" / "5" / "state").rglob("*")
+                      if p.is_file() and "/d/" in str(p))
+  target = max(data_files, key=lambda p: p.stat().st_size)   # the largest array chunk
+  raw = bytearray(target.read_bytes())
+  raw[len(raw) // 2] ^= 0x01
+  target.write_bytes(bytes(raw))
+  done = run(cli(tmp_path / "killed", 0), env)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "checkpoint 5" in done.stdout and "is damaged" in done.stdout, done.stdout[-3000:]
+  assert "falling back to step 4" in done.stdout
+  assert (bit_dir / "checkpoints" / "damaged" / "5").exists()
+  assert_same_run(tmp_path / "ref", tmp_path / "killed", "after a damaged step 5")
+
+
+def assert_same_run(ref_root, got_root, where):
+  """History (timings aside), codes.npz, semantic.npz and the results entry are equal."""
+  ref_dir, bit_dir = ref_root / "bits8", got_root / "bits8"
   want_h, have_h = (untimed(json.loads((d / "history.json").read_text()))
                     for d in (ref_dir, bit_dir))
   first = next((i for i, (w, h) in enumerate(zip(want_h, have_h)) if w != h), None)
@@ -132,7 +159,7 @@ def test_killed_runs_resume_to_the_same_codes(tmp_path, env, seed):
         same = (a.dtype, a.shape, a.tobytes()) == (b.dtype, b.shape, b.tobytes())
         assert same, f"{npz}: {name} differs, {where}"
   want_r, have_r = (json.loads((p / "results.json").read_text())["bits"]["8"]
-                    for p in (tmp_path / "ref", tmp_path / "killed"))
+                    for p in (ref_root, got_root))
   assert have_r["map"] == want_r["map"], where
   assert untimed([have_r]) == untimed([want_r]), where
 
