@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import jax
 import orbax.checkpoint as ocp
 
-from dseh_jax import faults
+from dseh_jax import atomic_io, faults
 
 MANIFEST = "DSEH_CHECKSUMS.json"
 DAMAGED = "damaged"
@@ -82,12 +82,7 @@ class RunCheckpointer:
     step_dir = self._step_dir(step)
     files = {rel: {"size": size, "sha256": digest}
              for rel, (size, digest) in _digests(step_dir).items()}
-    tmp = os.path.join(step_dir, MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump({"files": files}, f, indent=1, sort_keys=True)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(step_dir, MANIFEST))
+    atomic_io.write_json(os.path.join(step_dir, MANIFEST), {"files": files})
 
   def verify(self, step: int) -> list[str]:
     """What is wrong with checkpoint ``step`` against its checksums; empty when intact."""

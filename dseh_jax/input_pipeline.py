@@ -274,7 +274,8 @@ def split_across_devices(batch: dict[str, np.ndarray], num_devices: int
   for name, x in batch.items():
     if x.shape[0] % num_devices:
       raise ValueError(f"batch field {name!r} has {x.shape[0]} rows, which {num_devices} "
-                       f"devices cannot share equally; expected a multiple of {num_devices}")
+                       f"devices cannot share equally; choose a global batch size divisible "
+                       f"by {num_devices}")
     out[name] = x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
   return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from dseh_jax.evaluation.atomic_io import save_figure
+from dseh_jax.atomic_io import save_figure
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "") -> None:

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from dseh_jax.data.splits import RetrievalData, Split
-from dseh_jax.evaluation.atomic_io import write_json
+from dseh_jax.atomic_io import write_json
 
 log = logging.getLogger("dseh_jax")
 

@@ -42,8 +42,8 @@ from dseh_jax.data import image_check
 from dseh_jax import train_steps as ts
 from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.evaluation import curves_plot, leakage
-from dseh_jax.evaluation.atomic_io import atomic_write as _atomic_write
-from dseh_jax.evaluation.atomic_io import jsonable, write_json
+from dseh_jax.atomic_io import atomic_write as _atomic_write
+from dseh_jax.atomic_io import jsonable, write_json
 from dseh_jax.data.splits import RetrievalData
 
 log = logging.getLogger("dseh_jax")

@@ -22,6 +22,7 @@ import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 from flax import struct
 from flax.training import train_state
 from jax import lax
@@ -188,16 +189,8 @@ def pmap_step(step_fn: Callable, **static_kwargs) -> Callable:
   return jax.pmap(fn, axis_name=AXIS_NAME)
 
 
-def shard_batch(batch: Mapping[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
-  """Reshapes every ``[B, ...]`` array to ``[num_devices, B / num_devices, ...]``."""
-  out = {}
-  for name, x in batch.items():
-    if x.shape[0] % num_devices:
-      raise ValueError(
-          f"batch field {name!r} has {x.shape[0]} rows, which {num_devices} devices "
-          f"cannot share equally; choose a global batch size divisible by {num_devices}")
-    out[name] = x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
-  return out
+# Reshapes every ``[B, ...]`` array to ``[num_devices, B / num_devices, ...]``.
+shard_batch = input_pipeline.split_across_devices
 
 
 replicate = flax.jax_utils.replicate
@@ -210,7 +203,8 @@ def make_predict_fn(apply_fn: Callable) -> Callable:
 
 
 def predict_in_batches(predict_fn: Callable, params: Any, inputs: np.ndarray,
-                       batch_size: int, num_devices: int) -> tuple[np.ndarray, ...]:
+                       batch_size: int, num_devices: int, *, progress: str = ""
+                       ) -> tuple[np.ndarray, ...]:
   """Runs ``predict_fn`` over every row of ``inputs`` ``[n, ...]``; returns numpy ``[n, ...]``.
 
   ``params`` are replicated; ``inputs`` is an array or a lazy
@@ -218,6 +212,7 @@ def predict_in_batches(predict_fn: Callable, params: Any, inputs: np.ndarray,
   and put on the devices ahead of use; each batch's outputs are copied to the host after
   the next batch is dispatched. The last batch is padded with copies of row 0 and the
   padded rows are dropped from the outputs, so no row is lost or counted twice.
+  ``progress``: when given, a tqdm bar with this description.
   """
   batch_size = max(num_devices, batch_size - batch_size % num_devices)
 
@@ -226,8 +221,10 @@ def predict_in_batches(predict_fn: Callable, params: Any, inputs: np.ndarray,
         lambda a: np.asarray(a).reshape((batch_size,) + a.shape[2:])[:num_real], out)
 
   chunks, pending = [], None
-  for batch in input_pipeline.prefetch_eval_batches(inputs, batch_size, num_devices,
-                                                    axis_name=AXIS_NAME):
+  batches = input_pipeline.prefetch_eval_batches(inputs, batch_size, num_devices,
+                                                 axis_name=AXIS_NAME)
+  for batch in tqdm.tqdm(batches, total=-(-len(inputs) // batch_size), desc=progress,
+                         disable=not progress, unit="batch", leave=False):
     out = predict_fn(params, batch.inputs)
     if pending is not None:
       chunks.append(to_host(*pending))

@@ -15,20 +15,18 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Optional
 
 import jax
 import numpy as np
-import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 for _path in (os.path.dirname(HERE), HERE):    # the package and train_dseh.py
   if _path not in sys.path:
     sys.path.insert(0, _path)
 
-from dseh_jax import input_pipeline, models, pretrained  # pylint: disable=wrong-import-position
+from dseh_jax import atomic_io, input_pipeline, models, pretrained  # pylint: disable=wrong-import-position
 from dseh_jax import train_steps as ts  # pylint: disable=wrong-import-position
 from dseh_jax.data.splits import RetrievalData  # pylint: disable=wrong-import-position
 
@@ -56,35 +54,19 @@ def extract_features(data: RetrievalData, backbone_params: dict[str, Any], *,
     ``ids_{split}`` int64 ``[n]`` for ``split`` in train, query, database.
   """
   num_devices = jax.local_device_count()
-  batch_size = max(num_devices, batch_size - batch_size % num_devices)
-  model = models.ConvBackbone(spec)
-  predict = jax.pmap(lambda p, x: model.apply({"params": p}, x), axis_name=ts.AXIS_NAME)
+  predict = ts.make_predict_fn(models.ConvBackbone(spec).apply)
   params = ts.replicate(backbone_params)
   out: dict[str, np.ndarray] = {}
-
-  def to_host(features, num_real: int) -> np.ndarray:
-    return np.asarray(features).reshape((batch_size, -1))[:num_real]
-
   for name in SPLITS:
     split = getattr(data, name)
     inputs = split.inputs
     if mean is not None and isinstance(inputs, input_pipeline.ImageArray):
       inputs = inputs.with_mean(mean)
-    n = inputs.shape[0]
-    batches = input_pipeline.prefetch_eval_batches(inputs, batch_size, num_devices,
-                                                   axis_name=ts.AXIS_NAME)
-    chunks: list[np.ndarray] = []
-    pending = None
-    for batch in tqdm.tqdm(batches, total=-(-n // batch_size), disable=not progress,
-                           desc=f"fc7 {name}", unit="batch"):
-      features = predict(params, batch.inputs)
-      if pending is not None:                  # copy batch t while batch t + 1 runs
-        chunks.append(to_host(*pending))
-      pending = (features, batch.num_real)
-    if pending is not None:
-      chunks.append(to_host(*pending))
-    out[f"x_{name}"] = (np.concatenate(chunks).astype(np.float32) if chunks
-                        else np.zeros((0, spec.fc_units[-1][1]), np.float32))
+    out[f"x_{name}"] = (
+        np.asarray(ts.predict_in_batches(predict, params, inputs, batch_size, num_devices,
+                                         progress=f"fc7 {name}" if progress else ""),
+                   np.float32) if len(inputs)
+        else np.zeros((0, spec.fc_units[-1][1]), np.float32))
     out[f"y_{name}"] = np.asarray(split.labels, np.float32)
     out[f"ids_{name}"] = np.asarray(split.ids, np.int64)
   return out
@@ -92,17 +74,7 @@ def extract_features(data: RetrievalData, backbone_params: dict[str, Any], *,
 
 def write_features(path: str, features: dict[str, np.ndarray]) -> None:
   """Writes ``features`` to ``path`` (.npz) atomically: temp file in the folder, rename."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **features)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  atomic_io.atomic_write(path, lambda f: np.savez(f, **features))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

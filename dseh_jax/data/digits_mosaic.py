@@ -12,11 +12,10 @@ same arguments give bit-identical arrays.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 
 import numpy as np
 
+from dseh_jax import atomic_io
 from dseh_jax.data.splits import RetrievalData, Split
 
 NUM_CLASSES = 10
@@ -205,8 +204,7 @@ def build_digits_mosaic(*, seed: int = 0, grid: int = 2, min_digits: int = 1,
 def save_preview(data: RetrievalData, path: str, n: int = 32) -> None:
   """Writes a PNG grid of the first ``n`` train mosaics titled by their label sets.
 
-  The file is written atomically: to a temporary file in the same folder, then
-  moved over ``path`` with ``os.replace``.
+  The file is written atomically (:func:`dseh_jax.atomic_io.save_figure`).
 
   Args:
     data: the dataset; ``data.train.inputs`` is ``[N, H, W, 1]``.
@@ -237,13 +235,4 @@ def save_preview(data: RetrievalData, path: str, n: int = 32) -> None:
     ax.set_axis_off()
   fig.tight_layout()
 
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=".preview-", suffix=".png", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      fig.savefig(f, format="png")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  atomic_io.save_figure(fig, path)

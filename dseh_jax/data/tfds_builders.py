@@ -33,7 +33,7 @@ from dseh_jax.data.list_files import build_list_files
 from dseh_jax.data.listing import SPLITS, ImageDataset, resolve_mean
 from dseh_jax.data.nus_wide import build_nus_wide21
 from dseh_jax.data.splits import RetrievalData, Split
-from dseh_jax.evaluation.atomic_io import jsonable
+from dseh_jax.atomic_io import jsonable
 
 VERSION = tfds.core.Version("1.0.0")
 FILE_FORMAT = "array_record"

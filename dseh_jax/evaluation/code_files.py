@@ -31,7 +31,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from dseh_jax.evaluation import codes as codes_lib
-from dseh_jax.evaluation.atomic_io import atomic_write
+from dseh_jax.atomic_io import atomic_write
 
 FORMAT = "dseh_jax.codes"
 FORMAT_VERSION = 1

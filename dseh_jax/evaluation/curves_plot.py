@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from dseh_jax.evaluation.atomic_io import save_figure, write_json, write_text
+from dseh_jax.atomic_io import save_figure, write_json, write_text
 
 MARKERS = ("o", "s", "^", "D", "v", "<", ">", "p", "*", "h", "X", "P")
 

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from dseh_jax.evaluation import codes as codes_lib
-from dseh_jax.evaluation.atomic_io import atomic_write
+from dseh_jax.atomic_io import atomic_write
 from dseh_jax.evaluation.search import hamming_top_k
 
 EXTRA = "faiss-cpu"

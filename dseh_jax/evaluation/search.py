@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dseh_jax.evaluation import codes as codes_lib
-from dseh_jax.evaluation.atomic_io import atomic_write
+from dseh_jax.atomic_io import atomic_write
 from dseh_jax.evaluation.code_files import CodeFile
 
 # Host bytes per (query, database) pair of a block: the distances (uint8 or uint16).

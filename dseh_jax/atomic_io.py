@@ -22,6 +22,8 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
   try:
     with os.fdopen(fd, "wb") as f:
       write(f)
+      f.flush()
+      os.fsync(f.fileno())           # on disk before the rename makes it visible
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
