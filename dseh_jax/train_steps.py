@@ -1,6 +1,7 @@
-"""Pure, pmap-able training steps for LabNet and ImgNet (SPEC §3–§4).
+"""Pure, pmap-able training steps for LabNet and ImgNet (SPEC §3–§4), and the builder
+:func:`make_train_step` that turns any method's objective into such a step.
 
-Both steps have the signature ``step(state, bank, batch, rng) -> (state, bank, metrics)``:
+Every step has the signature ``step(state, bank, batch, rng) -> (state, bank, metrics)``:
 
 * ``state``: a ``flax.training.train_state.TrainState`` (params, optimiser state, step);
 * ``bank``: a :class:`PointBank` of per-training-point tensors that live on the devices;
@@ -74,43 +75,81 @@ def write_bank_rows(bank: PointBank, index: Array, semantic: Array, codes: Array
                       codes=bank.codes.at[index].set(codes))
 
 
-def _gradient_step(state: TrainState, loss_fn: Callable, axis_name: Optional[str]):
-  """One optimiser update from ``loss_fn(params) -> (loss, aux)`` with device-averaged grads."""
-  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grads = _pmean(grads, axis_name)
-  return state.apply_gradients(grads=grads), loss, aux
-
-
 def example_keys(rng: Array, index: Array) -> Array:
   """``[b, 2]`` per-example keys: ``fold_in(rng, index_i)``; independent of sharding."""
   return jax.vmap(jax.random.fold_in, (None, 0))(rng, index)
 
 
-def labnet_train_step(state: TrainState, bank: PointBank, batch: Batch, rng: Array, *,
-                      loss_kwargs: Mapping[str, Any],
-                      axis_name: Optional[str] = AXIS_NAME):
-  """One LabNet step (SPEC §3): write the batch's outputs into the buffers, then descend
-  ``J1 + α·J2 + β·J3 + γ·J4`` of the batch against the updated buffers.
+def stream_keys(keys: Array, stream: int) -> Array:
+  """``[b, 2]`` keys of one random stream (flips, shifts, dropout …) from example keys."""
+  return jax.vmap(jax.random.fold_in, (0, None))(keys, stream)
 
-  ``batch["inputs"]`` is ignored (LabNet reads ``batch["labels"]``); ``rng`` is unused
-  (LabNet is deterministic) and kept for a uniform signature.
-  ``loss_kwargs``: ``weights, s, half, reduction`` of :func:`losses.labnet_loss`.
-  Returns ``(state, bank, metrics)`` with metrics ``loss, j1…j4``.
+
+def make_train_step(objective: Callable[..., Any]) -> Callable[..., Any]:
+  """A pure, pmap-able ``step(state, bank, batch, rng, *, axis_name, **kwargs)`` from a
+  method's objective (module docstring for the arguments).
+
+  ``objective(params, *, state, bank, batch, keys, axis_name, **kwargs)`` returns
+  ``(loss, (terms, bank, extra))``: the scalar loss of this device's shard, a dict of loss
+  terms, the bank after the step and a dict of further metrics (not differentiated).
+  ``keys`` are the per-example keys :func:`example_keys`. The step differentiates the
+  loss, averages gradients with ``lax.pmean`` over ``axis_name`` (``None``: one device,
+  no collectives), applies the optimiser and returns ``(state, bank, metrics)`` with
+  metrics ``loss``, the terms and the extras, averaged over devices.
   """
-  del rng
+  def step(state: TrainState, bank: Any, batch: Batch, rng: Array, *,
+           axis_name: Optional[str] = AXIS_NAME, **kwargs):
+    keys = example_keys(rng, batch["index"])
+    loss_fn = functools.partial(objective, state=state, bank=bank, batch=batch, keys=keys,
+                                axis_name=axis_name, **kwargs)
+    (loss, (terms, bank, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    state = state.apply_gradients(grads=_pmean(grads, axis_name))
+    return state, bank, _pmean({"loss": loss, **terms, **extra}, axis_name)
+
+  return step
+
+
+def labnet_objective(params, *, state: TrainState, bank: PointBank, batch: Batch,
+                     keys: Array, axis_name: Optional[str],
+                     loss_kwargs: Mapping[str, Any]):
+  """LabNet (SPEC §3): write the batch's outputs into the buffers, then
+  ``J1 + α·J2 + β·J3 + γ·J4`` of the batch against the updated buffers."""
+  del keys                                      # LabNet is deterministic
   labels = batch["labels"]
+  out = state.apply_fn({"params": params}, labels)
+  new_bank = write_bank_rows(bank, batch["index"], out.semantic, out.codes, axis_name)
+  total, terms = losses.labnet_loss(
+      out.semantic, out.codes, out.label_pred, labels, new_bank.semantic,
+      new_bank.codes, new_bank.labels, **loss_kwargs)
+  return total, (terms, new_bank, {})
 
-  def loss_fn(params):
-    out = state.apply_fn({"params": params}, labels)
-    new_bank = write_bank_rows(bank, batch["index"], out.semantic, out.codes, axis_name)
-    total, terms = losses.labnet_loss(
-        out.semantic, out.codes, out.label_pred, labels, new_bank.semantic,
-        new_bank.codes, new_bank.labels, **loss_kwargs)
-    return total, (terms, new_bank)
 
-  state, loss, (terms, bank) = _gradient_step(state, loss_fn, axis_name)
-  metrics = _pmean({"loss": loss, **terms}, axis_name)
-  return state, bank, metrics
+def augment_images(images: Array, keys: Array, *, flip: bool, max_shift: int) -> Array:
+  """Training-time flips (stream 0) and shifts (stream 2) of ``[b, H, W, C]`` images."""
+  if flip:
+    images = random_flip(images, stream_keys(keys, 0))
+  if max_shift:
+    images = random_shift(images, stream_keys(keys, 2), max_shift)
+  return images
+
+
+def imgnet_objective(params, *, state: TrainState, bank: PointBank, batch: Batch,
+                     keys: Array, axis_name: Optional[str],
+                     loss_kwargs: Mapping[str, Any], flip: bool = False, max_shift: int = 0):
+  """ImgNet (SPEC §4): ``J1 + η·J2`` against LabNet's fixed targets; the extra metric
+  ``bit_agreement`` is the fraction of bits where ``sign(z^v)`` equals LabNet's code."""
+  del axis_name                                 # the bank is constant in this phase
+  images = augment_images(batch["inputs"], keys, flip=flip, max_shift=max_shift)
+  targets = bank.codes[batch["index"]]
+  # Stream 1: the backbone folds layer numbers 0, 1, … into its dropout keys.
+  out = state.apply_fn({"params": params}, images, dropout_keys=stream_keys(keys, 1))
+  total, terms = losses.imgnet_loss(
+      out.semantic, out.hash_logits, batch["labels"], targets, bank.semantic,
+      bank.labels, **loss_kwargs)
+  logits = lax.stop_gradient(out.hash_logits)
+  agreement = jnp.mean(((logits >= 0) == (targets > 0.5)).astype(jnp.float32))
+  return total, (terms, bank, {"bit_agreement": agreement})
 
 
 def random_flip(images: Array, keys: Array) -> Array:
@@ -143,40 +182,33 @@ def random_shift(images: Array, keys: Array, max_shift: int) -> Array:
   return jax.vmap(shift_one)(images, keys)
 
 
-def imgnet_train_step(state: TrainState, bank: PointBank, batch: Batch, rng: Array, *,
-                      loss_kwargs: Mapping[str, Any], flip: bool = False,
-                      max_shift: int = 0, axis_name: Optional[str] = AXIS_NAME):
-  """One ImgNet step (SPEC §4): descend ``J1 + η·J2`` against LabNet's fixed targets.
+def _public_step(objective: Callable[..., Any], name: str, doc: str) -> Callable[..., Any]:
+  step = make_train_step(objective)
+  step.__name__ = step.__qualname__ = name
+  step.__doc__ = doc.strip() + "\n"
+  return step
 
-  Dropout masks, flips and shifts (``max_shift`` pixels, :func:`random_shift`) come from
-  per-example keys ``fold_in(rng, index)``, so a step gives the same result however the
-  global batch is sharded.
-  ``loss_kwargs``: ``weights, s, half, logit_scale, target_factor, reduction``.
-  Returns ``(state, bank, metrics)``; the bank is unchanged; metrics ``loss, j1, j2,
-  bit_agreement`` (fraction of bits where ``sign(z^v)`` equals LabNet's code).
-  """
-  keys = example_keys(rng, batch["index"])
-  # Separate streams: the backbone folds layer numbers 0, 1, … into its dropout keys.
-  flip_keys, dropout_keys, shift_keys = (
-      jax.vmap(jax.random.fold_in, (0, None))(keys, stream) for stream in (0, 1, 2))
-  images = batch["inputs"]
-  if flip:
-    images = random_flip(images, flip_keys)
-  if max_shift:
-    images = random_shift(images, shift_keys, max_shift)
-  targets = bank.codes[batch["index"]]
 
-  def loss_fn(params):
-    out = state.apply_fn({"params": params}, images, dropout_keys=dropout_keys)
-    total, terms = losses.imgnet_loss(
-        out.semantic, out.hash_logits, batch["labels"], targets, bank.semantic,
-        bank.labels, **loss_kwargs)
-    return total, (terms, out.hash_logits)
+labnet_train_step = _public_step(labnet_objective, "labnet_train_step", """
+One LabNet step (SPEC §3): write the batch's outputs into the buffers, then descend
+``J1 + α·J2 + β·J3 + γ·J4`` of the batch against the updated buffers.
 
-  state, loss, (terms, logits) = _gradient_step(state, loss_fn, axis_name)
-  agreement = jnp.mean(((logits >= 0) == (targets > 0.5)).astype(jnp.float32))
-  metrics = _pmean({"loss": loss, **terms, "bit_agreement": agreement}, axis_name)
-  return state, bank, metrics
+``labnet_train_step(state, bank, batch, rng, *, loss_kwargs, axis_name="batch")``;
+``batch["inputs"]`` is ignored (LabNet reads ``batch["labels"]``) and ``rng`` unused.
+``loss_kwargs``: ``weights, s, half, reduction`` of :func:`losses.labnet_loss`.
+Returns ``(state, bank, metrics)`` with metrics ``loss, j1…j4``.
+""")
+
+imgnet_train_step = _public_step(imgnet_objective, "imgnet_train_step", """
+One ImgNet step (SPEC §4): descend ``J1 + η·J2`` against LabNet's fixed targets.
+
+``imgnet_train_step(state, bank, batch, rng, *, loss_kwargs, flip=False, max_shift=0,
+axis_name="batch")``. Dropout masks, flips and shifts (``max_shift`` pixels,
+:func:`random_shift`) come from per-example keys ``fold_in(rng, index)``, so a step gives
+the same result however the global batch is sharded. ``loss_kwargs``: ``weights, s,
+half, logit_scale, target_factor, reduction``. Returns ``(state, bank, metrics)``; the
+bank is unchanged; metrics ``loss, j1, j2, bit_agreement``.
+""")
 
 
 def pmap_step(step_fn: Callable, **static_kwargs) -> Callable:
