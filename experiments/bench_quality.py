@@ -1,4 +1,4 @@
-"""Retrieval quality on real development data: DSEH (recipe, paper, code), LSH and ITQ.
+"""Retrieval quality on real development data: DSEH (recipe, paper, code) and shallow baselines.
 
     python experiments/bench_quality.py --cifar_dir ~/data/cifar10 --usps_mat ~/data/USPS.mat \\
         --out runs/quality --bits 32
@@ -13,8 +13,9 @@ Development sets (nothing is downloaded; point the flags at local copies):
   images, ImgNet with the from-scratch ``mini_cnnf`` backbone (config ``cifar10``).
 
 Feature sets run the ``nuswide21`` config with the data swapped in and
-``imgnet.backbone=none``, as a new user would; image sets run the ``cifar10`` config. LSH and
-ITQ are fitted on the same inputs as loaded (pixels / 255). Every finished cell is kept in
+``imgnet.backbone=none``, as a new user would; image sets run the ``cifar10`` config. The shallow
+baselines (``--methods``: LSH and ITQ by default; also SH, ITQ-CCA, KSH, SDH) are fitted on
+the same inputs as loaded (pixels / 255). Every finished cell is kept in
 ``OUT/rows.json``, so an interrupted benchmark resumes; the table goes to ``OUT/quality.md``
 and ``OUT/quality.csv`` (MAP over the whole ranking, stable / tie-aware, and ``nh``: distinct
 LabNet codes for DSEH, distinct database codes for the baselines).
@@ -29,7 +30,9 @@ import os
 import sys
 import time
 
-METHODS = ("dseh", "dseh_paper", "dseh_code", "lsh", "itq")
+SHALLOW = ("lsh", "sh", "itq", "itq_cca", "ksh", "sdh")     # dseh_jax.baselines.FITTERS
+METHODS = ("dseh", "dseh_paper", "dseh_code") + SHALLOW
+DEFAULT_METHODS = ("dseh", "dseh_paper", "dseh_code", "lsh", "itq")
 FEATURE_SETS = ("cifar10_pixels", "usps_pixels", "cifar10_mosaic_pixels")
 IMAGE_SETS = ("cifar10_images", "cifar10_mosaic_images")
 CHOICES = {"dseh": "recipe", "dseh_paper": "paper", "dseh_code": "code"}
@@ -43,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--bits", type=int, default=32)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--sets", default=",".join(FEATURE_SETS))
-  p.add_argument("--methods", default=",".join(METHODS))
+  p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                 help=f"some of {','.join(METHODS)}")
   p.add_argument("--image_mode", action="store_true", help="also the image sets")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override for every DSEH run (ablations)")

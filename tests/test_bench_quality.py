@@ -75,3 +75,8 @@ def test_unknown_set_or_method_is_refused(bench, tmp_path):
     bench.load_set("mnist", bench.parse_args(["--out", str(tmp_path)]))
   with pytest.raises(SystemExit, match="unknown method"):
     bench.main(["--out", str(tmp_path), "--methods", "dseh,sdh"])
+
+
+def test_every_shallow_method_of_the_bench_is_a_baseline(bench):
+  from dseh_jax import baselines  # pylint: disable=import-outside-toplevel
+  assert set(bench.SHALLOW) == set(baselines.FITTERS)

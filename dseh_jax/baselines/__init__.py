@@ -1,6 +1,10 @@
-"""Unsupervised shallow hashing baselines (SPEC §8): LSH and ITQ.
+"""Shallow hashing baselines on feature vectors (SPEC §8).
 
-Every method is ``fit(x_train [n, d], y_train, bits, key) -> LinearHashEncoder``;
+Unsupervised: LSH (random projections), SH (spectral hashing), ITQ (PCA + iterative
+quantisation). Supervised (labels ``y_train [n, c]``): ITQ-CCA (CCA, then the ITQ
+rotation), KSH (kernels with anchors), SDH (supervised discrete hashing).
+
+Every method is ``fit(x_train [n, d], y_train, bits, key) -> encoder``;
 ``encoder.encode(x [m, d])`` gives int8 ``{-1, +1}`` codes ``[m, bits]`` for
 :func:`dseh_jax.evaluation.evaluate_retrieval`. ``key`` is a ``jax.random`` key or an int
 seed.
@@ -9,13 +13,16 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from dseh_jax.baselines import itq, lsh
+from dseh_jax.baselines import itq, itq_cca, ksh, lsh, sdh, sh
 from dseh_jax.baselines.encoder import LinearHashEncoder, as_key
 
-FITTERS: dict[str, Callable[..., LinearHashEncoder]] = {"lsh": lsh.fit, "itq": itq.fit}
+FITTERS: dict[str, Callable[..., Any]] = {
+    "lsh": lsh.fit, "sh": sh.fit, "itq": itq.fit, "itq_cca": itq_cca.fit, "ksh": ksh.fit,
+    "sdh": sdh.fit}
+SUPERVISED = ("itq_cca", "ksh", "sdh")
 
 
-def fit(name: str, x_train: Any, y_train: Any, bits: int, key: Any) -> LinearHashEncoder:
+def fit(name: str, x_train: Any, y_train: Any, bits: int, key: Any) -> Any:
   """Fits baseline ``name`` (a key of ``FITTERS``) with ``bits`` bits; see its module."""
   if name not in FITTERS:
     raise ValueError(f"name={name!r}; expected one of {sorted(FITTERS)}")
