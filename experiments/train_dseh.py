@@ -167,7 +167,7 @@ def run(args) -> int:
   from dseh_jax import configs  # pylint: disable=import-outside-toplevel
   from dseh_jax.configs import variants  # pylint: disable=import-outside-toplevel
   from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
-  from dseh_jax.train import prepare, train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from dseh_jax.train import metric_columns, prepare, train_and_evaluate  # pylint: disable=import-outside-toplevel
   from dseh_jax.configs.validation import validate_config  # pylint: disable=import-outside-toplevel
 
   config = configs.get_config(args.config, args.choices)
@@ -198,17 +198,10 @@ def run(args) -> int:
       return 0
   results = train_and_evaluate(config, data, args.workdir, progress=not args.no_progress,
                                check_images=False)
-  k = config.eval.top_k
   print(f"\nDSEH on {data.name} ({len(data.query)} queries, {len(data.database)} database, "
         f"{len(data.train)} train); seed {config.seed}; {time.time() - start:.0f} s")
   ties = tuple(config.eval.ties)
-  names = [("MAP" + ("" if i == 0 else f" {p}"), "map" + ("" if i == 0 else f"_{p}"))
-           for i, p in enumerate(ties)]
-  if k:
-    names += [(f"MAP@{k}" + ("" if i == 0 else f" {p}"),
-               f"map@{k}" + ("" if i == 0 else f"_{p}")) for i, p in enumerate(ties)]
-  radius = int(config.eval.radius)
-  names += [(f"P@r≤{radius}", f"precision_r{radius}"), ("map_l", "map_l")]
+  names = metric_columns(config.eval)
   zero = results["bits"][str(config.bits[0])].get("zero_relevant_queries", "?")
   print(f"(MAP: ties {ties[0]}; {zero} queries have no relevant database item: "
         f"eval.zero_relevant={config.eval.zero_relevant})")

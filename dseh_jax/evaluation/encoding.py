@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dseh_jax import train_steps as ts
+from dseh_jax import prediction
 from dseh_jax.evaluation import codes as codes_lib
 
 
@@ -45,7 +45,7 @@ def make_encode_fn(apply_fn: Callable, output: str = "hash_logits") -> Callable:
   def encode(params, x):
     values = _select(apply_fn({"params": params}, x), output)
     return pack_signs(values), jnp.any(~jnp.isfinite(values), axis=-1)
-  return jax.pmap(encode, axis_name=ts.AXIS_NAME)
+  return jax.pmap(encode, axis_name=prediction.AXIS_NAME)
 
 
 def code_length(apply_fn: Callable, params: Any, inputs: Any,
@@ -84,7 +84,7 @@ def encode_split(apply_fn: Callable, params: Any, inputs: Any, *, batch_size: in
   if n == 0:
     return np.zeros((0, codes_lib.num_words(num_bits)), np.uint32), num_bits
   num_devices = jax.local_device_count()
-  packed, bad = ts.predict_in_batches(make_encode_fn(apply_fn, output),
+  packed, bad = prediction.predict_in_batches(make_encode_fn(apply_fn, output),
                                       flax.jax_utils.replicate(params), inputs,
                                       batch_size, num_devices)
   if np.any(bad):

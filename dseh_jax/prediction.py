@@ -1,0 +1,55 @@
+"""Deterministic forward passes of a network over a whole split, on all local devices.
+
+:func:`make_predict_fn` pmaps ``apply_fn``; :func:`predict_in_batches` feeds it padded,
+prefetched batches (:func:`dseh_jax.input_pipeline.prefetch_eval_batches`) and returns
+numpy outputs row for row. Used for encoding (``dseh_jax.evaluation.encoding``), the
+trainer's phase-end passes and feature extraction.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import tqdm
+
+from dseh_jax import input_pipeline
+
+AXIS_NAME = "batch"
+
+
+def make_predict_fn(apply_fn: Callable) -> Callable:
+  """pmap-ed deterministic forward pass ``(params, inputs [D, b, ...]) -> outputs``."""
+  return jax.pmap(lambda params, x: apply_fn({"params": params}, x), axis_name=AXIS_NAME)
+
+
+def predict_in_batches(predict_fn: Callable, params: Any, inputs: np.ndarray,
+                       batch_size: int, num_devices: int, *, progress: str = ""
+                       ) -> tuple[np.ndarray, ...]:
+  """Runs ``predict_fn`` over every row of ``inputs`` ``[n, ...]``; returns numpy ``[n, ...]``.
+
+  ``params`` are replicated; ``inputs`` is an array or a lazy
+  :class:`dseh_jax.input_pipeline.ImageArray`. Batches are decoded in a background thread
+  and put on the devices ahead of use; each batch's outputs are copied to the host after
+  the next batch is dispatched. The last batch is padded with copies of row 0 and the
+  padded rows are dropped from the outputs, so no row is lost or counted twice.
+  ``progress``: when given, a tqdm bar with this description.
+  """
+  batch_size = max(num_devices, batch_size - batch_size % num_devices)
+
+  def to_host(out, num_real: int):
+    return jax.tree_util.tree_map(
+        lambda a: np.asarray(a).reshape((batch_size,) + a.shape[2:])[:num_real], out)
+
+  chunks, pending = [], None
+  batches = input_pipeline.prefetch_eval_batches(inputs, batch_size, num_devices,
+                                                 axis_name=AXIS_NAME)
+  for batch in tqdm.tqdm(batches, total=-(-len(inputs) // batch_size), desc=progress,
+                         disable=not progress, unit="batch", leave=False):
+    out = predict_fn(params, batch.inputs)
+    if pending is not None:
+      chunks.append(to_host(*pending))
+    pending = (out, batch.num_real)
+  if pending is not None:
+    chunks.append(to_host(*pending))
+  return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *chunks)
