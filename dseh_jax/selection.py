@@ -103,7 +103,7 @@ def select(config: ml_collections.ConfigDict, data: RetrievalData,
   """Trains one run per grid point on :func:`validation_data` of ``data`` and returns the
   point with the best tie-aware validation MAP (ties: the first point). A point whose run
   collapses scores what its codes score (``on_collapse="warn"`` inside the search)."""
-  from dseh_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from dseh_jax.experiment import train_and_evaluate  # pylint: disable=import-outside-toplevel
   points = grid_points(grid)
   if not grid or not points:              # {} has one (empty) point: nothing to choose
     raise ValueError("the selection grid is empty")

@@ -94,7 +94,7 @@ def dseh_config(set_name: str, method: str, args):
 
 def run_dseh(data, set_name: str, method: str, args, workdir: str) -> dict:
   from dseh_jax.data.standardize import standardize  # pylint: disable=import-outside-toplevel
-  from dseh_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from dseh_jax.experiment import train_and_evaluate  # pylint: disable=import-outside-toplevel
   config = dseh_config(set_name, method, args)
   data = standardize(data, config.data.standardize)
   r = train_and_evaluate(config, data, workdir, progress=False)["bits"][str(args.bits)]

@@ -240,7 +240,7 @@ def _tiny_run(tmp_path):
   import ml_collections
   from dseh_jax import configs
   from dseh_jax.data.registry import load_dataset
-  from dseh_jax.train import train_and_evaluate
+  from dseh_jax.experiment import train_and_evaluate
   rng = np.random.default_rng(0)
   arrays = {}
   for split, n in (("train", 32), ("query", 8), ("database", 40)):

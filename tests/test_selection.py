@@ -12,7 +12,7 @@ import pytest
 from dseh_jax import configs, selection
 from dseh_jax.data.registry import load_dataset
 from dseh_jax.data.splits import RetrievalData, Split
-from dseh_jax.train import train_and_evaluate
+from dseh_jax.experiment import train_and_evaluate
 from test_trainer import ROOT, tiny_config
 
 GRID = {"imgnet.optimizer.lr": [1e-3, 1e-2]}

@@ -11,7 +11,8 @@ import pytest
 
 from dseh_jax import configs
 from dseh_jax.data.registry import load_dataset
-from dseh_jax.train import DSEHTrainer, make_plan, train_and_evaluate
+from dseh_jax.experiment import train_and_evaluate
+from dseh_jax.train import DSEHTrainer, make_plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
