@@ -14,7 +14,7 @@ training points):
 JAX runs them as a user does: ``jax.jit`` of the public step with ``axis_name=None`` on one
 device, and ``train_steps.pmap_step`` over all local devices (``--devices N`` on CPU: N
 simulated devices, XLA_FLAGS set here before JAX is imported). PyTorch runs
-``experiments/torch_reference.py``: eager, one process, as many threads as CPU cores.
+``experiments/torch_reference.py`` on the CPU: eager, one process, a thread per core.
 The first call (trace + compile + one step; PyTorch: its first step) is timed apart from
 ``--steps`` timed steps, each waited for (``block_until_ready``). ms/step is the median;
 "JAX/PyTorch" is PyTorch's median over JAX's (>1: JAX faster). The batch stays on the
@@ -98,8 +98,8 @@ def timed(call: Callable[[], None], steps: int) -> tuple[float, list[float]]:
   return first, times
 
 
-def jax_step(step: str, data, input_shape, config, args, devices: int):
-  """``(call, jax_ready)`` running one JAX step per call (jit on 1 device, else pmap)."""
+def jax_setup(step: str, data, input_shape, config, args):
+  """``(step_fn, static kwargs, state, bank, batch, key)`` of one JAX step (on the host)."""
   import jax  # pylint: disable=import-outside-toplevel
   from dseh_jax import train  # pylint: disable=import-outside-toplevel
   from dseh_jax import train_steps as ts  # pylint: disable=import-outside-toplevel
@@ -117,6 +117,15 @@ def jax_step(step: str, data, input_shape, config, args, devices: int):
                 max_shift=int(config.imgnet.random_shift))
   bank = ts.PointBank(data["semantic"], data["codes"], data["labels"])
   batch = {"inputs": data["inputs"], "labels": data["batch_labels"], "index": data["index"]}
+  return fn, kw, state, bank, batch, key
+
+
+def jax_step(setup, devices: int) -> Callable[[], None]:
+  """A callable running one JAX step: ``jax.jit`` on 1 device, else ``pmap_step``."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from dseh_jax import train_steps as ts  # pylint: disable=import-outside-toplevel
+
+  fn, kw, state, bank, batch, key = setup
   if devices == 1:
     fn = jax.jit(functools.partial(fn, axis_name=None, **kw))
     carry = list(jax.device_put((state, bank)))
@@ -142,7 +151,7 @@ def torch_step(step: str, data, input_shape, config, args):
   import torch_reference as tr  # pylint: disable=import-outside-toplevel
 
   torch.manual_seed(args.seed)
-  t = lambda x: torch.from_numpy(np.ascontiguousarray(x))
+  t = lambda x: torch.tensor(np.ascontiguousarray(x))    # a copy: the bank is written in place
   bank = tr.Bank(t(data["semantic"]), t(data["codes"]), t(data["labels"]))
   labels, index = t(data["batch_labels"]), t(data["index"]).long()
   if step == "labnet":
@@ -235,11 +244,10 @@ def main(argv=None) -> int:
     if torch_ok:
       call = torch_step(step, data, input_shape, configs.get_config("nuswide21"), args)
       step_rows.append(row(step, "pytorch", 1, b, *timed(call, args.steps)))
-    for devices, impl in ((1, "jax.jit"), (n_dev, "pmap_step")):
-      if impl == "pmap_step" and n_dev == 1:
-        continue
-      call = jax_step(step, data, input_shape, configs.get_config("nuswide21"), args, devices)
-      step_rows.append(row(step, impl, devices, b, *timed(call, args.steps)))
+    setup = jax_setup(step, data, input_shape, configs.get_config("nuswide21"), args)
+    for devices, impl in ((1, "jax.jit"), (n_dev, "pmap_step"))[:1 + (n_dev > 1)]:
+      step_rows.append(row(step, impl, devices, b, *timed(jax_step(setup, devices),
+                                                          args.steps)))
     if torch_ok:
       for r in step_rows[1:]:
         r["jax_over_torch"] = step_rows[0]["ms_per_step"] / r["ms_per_step"]
@@ -253,8 +261,8 @@ def main(argv=None) -> int:
                  torch_threads=torch.get_num_threads() if torch_ok else None)
   vers = versions(torch_ok)
   size = "--quick: tiny shapes" if args.quick else "full size"
-  print(f"\nDSEH training steps, JAX vs PyTorch ({size}; nuswide21 recipe, {args.bits} bits, bank {args.bank:,}, "
-        f"median of {args.steps} steps)")
+  print(f"\nDSEH training steps, JAX vs PyTorch ({size}; nuswide21 recipe, {args.bits} bits, "
+        f"bank {args.bank:,}, median of {args.steps} steps)")
   print(f"machine: {machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} "
         f"usable), {machine['system']}; JAX {machine['jax_backend']} with {n_dev} device(s); "
         f"torch threads {machine['torch_threads']}")
