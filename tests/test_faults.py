@@ -28,17 +28,12 @@ import numpy as np
 import pytest
 
 from dseh_jax import faults
+from scripts import tiny_digits_overrides
 
 pytestmark = pytest.mark.fault
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "data.kwargs.num_query=40", "data.kwargs.num_train=64", "data.kwargs.num_retrieval=80",
-    "labnet.hidden_units=64", "labnet.semantic_units=16", "imgnet.semantic_units=16",
-    "labnet.batch_size=16", "imgnet.batch_size=16", "eval.batch_size=32",
-    "labnet.epochs_per_round=(2,2)", "imgnet.epochs_per_round=(2,2)", "eval.top_k=20",
-    "on_collapse=warn", "checkpoint_min_seconds=0.0",
-]
+TINY = tiny_digits_overrides("(2,2)", "(2,2)")
 # Epochs 1-2 LabNet round 0, 3-4 ImgNet round 0, 5-6 LabNet round 1, 7-8 ImgNet round 1;
 # checkpoint step k after epoch k. The comments give where each kill lands in the chain.
 FULL = (

@@ -13,15 +13,10 @@ from dseh_jax import configs
 from dseh_jax.data.registry import load_dataset
 from dseh_jax.experiment import train_and_evaluate
 from dseh_jax.train import DSEHTrainer, make_plan
+from scripts import tiny_digits_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "data.kwargs.num_query=40", "data.kwargs.num_train=64", "data.kwargs.num_retrieval=80",
-    "labnet.hidden_units=64", "labnet.semantic_units=16", "imgnet.semantic_units=16",
-    "labnet.batch_size=16", "imgnet.batch_size=16", "eval.batch_size=32",
-    "labnet.epochs_per_round=(3,2)", "imgnet.epochs_per_round=(3,2)", "eval.top_k=20",
-    "on_collapse=warn", "checkpoint_min_seconds=0.0",
-]
+TINY = tiny_digits_overrides()
 
 
 def tiny_config():
