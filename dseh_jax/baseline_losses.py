@@ -37,8 +37,7 @@ REDUCTIONS = ("mean", "paper")
 
 
 def _check(reduction: str) -> None:
-  if reduction not in REDUCTIONS:
-    raise ValueError(f"reduction={reduction!r}; expected one of {REDUCTIONS}")
+  losses.check_reduction(reduction, REDUCTIONS)
 
 
 def _pair_mean(per_pair: Array, reduction: str) -> Array:

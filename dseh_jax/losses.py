@@ -24,9 +24,10 @@ Array = jax.Array
 REDUCTIONS = ("paper", "code")
 
 
-def _check_reduction(reduction: str) -> None:
-  if reduction not in REDUCTIONS:
-    raise ValueError(f"reduction={reduction!r}; expected one of {REDUCTIONS}")
+def check_reduction(reduction: str, allowed: tuple[str, ...] = REDUCTIONS) -> None:
+  """Raises a ValueError naming ``reduction`` unless it is one of ``allowed``."""
+  if reduction not in allowed:
+    raise ValueError(f"reduction={reduction!r}; expected one of {allowed}")
 
 
 def label_similarity(labels_a: Array, labels_b: Array) -> Array:
@@ -54,7 +55,7 @@ def pairwise_likelihood(a: Array, b: Array, similarity: Array, *, s: float = 1.0
     reduction: ``"paper"``: ``Σ_j`` then mean over the batch; ``"code"``: mean over ``B×n``.
   Returns: a scalar.
   """
-  _check_reduction(reduction)
+  check_reduction(reduction)
   theta = a @ b.T
   if half:
     theta = 0.5 * theta
@@ -69,7 +70,7 @@ def quantization_loss(codes: Array, *, reduction: str = "paper") -> Array:
 
   ``"paper"``: sum over bits, mean over the batch; ``"code"``: 0.01 × mean over elements.
   """
-  _check_reduction(reduction)
+  check_reduction(reduction)
   gap = jnp.abs(jnp.abs(codes) - 1.0)
   if reduction == "paper":
     return jnp.mean(jnp.sum(gap, axis=1))
@@ -81,7 +82,7 @@ def reconstruction_loss(labels: Array, label_pred: Array, *, reduction: str = "p
 
   ``"paper"``: sum over classes, mean over the batch; ``"code"``: ½ × mean over elements.
   """
-  _check_reduction(reduction)
+  check_reduction(reduction)
   sq = jnp.square(labels - label_pred)
   if reduction == "paper":
     return jnp.mean(jnp.sum(sq, axis=1))
@@ -97,7 +98,7 @@ def sigmoid_cross_entropy(logits: Array, targets: Array, *, logit_scale: float =
   Paper: scale 1, factor 1; code: scale 10, factor 0.999.
   ``"paper"``: sum over bits, mean over the batch; ``"code"``: mean over elements.
   """
-  _check_reduction(reduction)
+  check_reduction(reduction)
   x = logit_scale * logits
   t = target_factor * targets
   ce = jax.nn.softplus(x) - t * x

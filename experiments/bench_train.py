@@ -2,7 +2,7 @@
 
     pip install -e '.[bench]'                            # PyTorch (optional: else JAX only)
     python experiments/bench_train.py --out bench_train.json          # 1 and 2 devices
-    python experiments/bench_train.py --quick --out /tmp/bench.json   # tiny shapes, 3 steps
+    python experiments/bench_train.py --quick --out runs/bench_quick.json   # tiny shapes, 3 steps
 
 Steps, built from the ``nuswide21`` recipe config (32 bits, 21 labels, a bank of 10,500
 training points):
