@@ -90,3 +90,23 @@ def test_manual_instructions_name_the_expected_files():
   assert "train/<wnid>" in tfds_builders.Imagenet100Hashing.MANUAL_DOWNLOAD_INSTRUCTIONS
   with pytest.raises(ValueError, match="unknown TFDS dataset 'cifar'"):
     tfds_builders.prepare("cifar", "a", "b")
+
+
+def test_prepared_images_have_a_stable_cheap_fingerprint(tmp_path):
+  """The run identity fingerprints prepared records by their files, not every image's bytes;
+  the same folder gives the same digest in another process."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / "prepared"
+  folder.mkdir()
+  (folder / "x.array_record-00000-of-00001").write_bytes(b"abc")
+  order = np.array([2, 0, 1])
+  code = ("import numpy as np; from dseh_jax.data.tfds_builders import RecordImages; "
+          f"print(RecordImages(None, np.array([2, 0, 1]), {str(folder)!r}).fingerprint())")
+  runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout for _ in range(2)}
+  assert len(runs) == 1
+  here = tfds_builders.RecordImages(None, order, str(folder)).fingerprint()
+  assert runs == {here + "\n"}
+  (folder / "x.array_record-00000-of-00001").write_bytes(b"abcd")
+  assert tfds_builders.RecordImages(None, order, str(folder)).fingerprint() != here

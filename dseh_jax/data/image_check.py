@@ -69,8 +69,14 @@ def _problem(source, i: int) -> str | None:
 
 
 def _subset(split: Split, keep: np.ndarray) -> Split:
-  inputs = split.inputs
-  rows = ImageArray(_Rows(inputs.source, keep), image_size=inputs.image_size,
+  """``split`` restricted to rows ``keep``; files stay a :class:`FileBytes` (so the data
+  fingerprint still reads their sizes and times, not their bytes)."""
+  inputs, source = split.inputs, split.inputs.source
+  if isinstance(source, FileBytes):
+    kept = FileBytes(source.root, [source.relative_paths[i] for i in keep])
+  else:
+    kept = _Rows(source, keep)
+  rows = ImageArray(kept, image_size=inputs.image_size,
                     resize_to=inputs.resize_to, mean=inputs.mean,
                     num_threads=inputs.num_threads)
   return Split(rows, split.labels[keep], split.ids[keep])

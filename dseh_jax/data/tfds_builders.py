@@ -210,10 +210,20 @@ def prepare(name: str, manual_dir: str, data_dir: str, *, seed: int = 0,
 
 
 class RecordImages:
-  """Encoded image bytes of one prepared split, rows in ``order`` (``[n]`` int)."""
+  """Encoded image bytes of one prepared split, rows in ``order`` (``[n]`` int); ``folder``
+  is the prepared version folder (for :meth:`fingerprint`)."""
 
-  def __init__(self, source, order: np.ndarray):
+  def __init__(self, source, order: np.ndarray, folder: str = ""):
     self.source, self.order = source, np.asarray(order, np.int64)
+    self.folder = folder
+
+  def fingerprint(self) -> str:
+    """The prepared files' names, sizes and modification times, and the row order: what
+    ``dseh_jax.run_identity`` hashes instead of every image's bytes."""
+    files = sorted(glob.glob(os.path.join(self.folder, "*"))) if self.folder else []
+    stats = [(os.path.basename(f), os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+    order = hashlib.blake2b(self.order.tobytes(), digest_size=16).hexdigest()
+    return f"{stats}|{order}"
 
   def __len__(self) -> int:
     return int(self.order.shape[0])
@@ -272,7 +282,7 @@ def read_prepared(name: str, data_dir: str, *, config: str = "protocol_seed0",
       ids[start:start + len(rows)] = [r["id"] for r in rows]
       labels += [np.asarray(r["label"], np.float32) for r in rows]
     order = np.argsort(ids, kind="stable")
-    inputs = ImageArray(RecordImages(source, order), image_size=int(image_size),
+    inputs = ImageArray(RecordImages(source, order, folder), image_size=int(image_size),
                         resize_to=int(resize_to), mean=mean_rgb)
     stacked = np.stack(labels) if labels else np.zeros((0, 0), np.float32)
     splits[split] = Split(inputs, stacked[order], ids[order])
