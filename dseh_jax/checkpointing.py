@@ -18,6 +18,7 @@ import logging
 import os
 from typing import Any, Callable, Optional
 
+import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 
@@ -150,6 +151,20 @@ class RunCheckpointer:
     if damaged:
       self._manager.reload()
     return step, state, meta
+
+  def restore_latest_params(self, network: str, like_params: Any
+                            ) -> Optional[tuple[int, Any, dict]]:
+    """``(step, params, meta)``: the parameters of one network (a key of the saved state,
+    e.g. ``"imgnet"``) from the newest intact checkpoint, shaped like ``like_params``;
+    None when there are no steps. Damaged steps are skipped (and left in place)."""
+    def load(step: int):
+      raw = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))["state"]
+      if network not in raw:
+        raise KeyError(f"no network {network!r} in the checkpoint (it has {sorted(raw)})")
+      return flax.serialization.from_state_dict(like_params, raw[network]["params"])
+    found = self._newest_intact(lambda s: (load(s), self.read_meta(s)))
+    return None if found is None else (found[0], *found[1])
 
   def close(self) -> None:
     self._manager.close()

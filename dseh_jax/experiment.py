@@ -28,7 +28,9 @@ from dseh_jax.configs import validation
 from dseh_jax.data import image_check
 from dseh_jax.data.splits import RetrievalData
 from dseh_jax.evaluation import curves_plot, leakage
-from dseh_jax.train import DSEHTrainer, RunResult, retrieval_metrics, use_weights_mean
+from dseh_jax.networks import use_weights_mean
+from dseh_jax.run_metrics import retrieval_metrics
+from dseh_jax.trainer import RunResult, Trainer
 
 log = logging.getLogger("dseh_jax")
 
@@ -195,7 +197,7 @@ def _train_one_length(config, data: RetrievalData, workdir: str, num_bits: int,
     entry = _reevaluate(config, data, bit_dir, entry)
   else:
     t0 = time.time()
-    trainer = DSEHTrainer(config, data, num_bits, bit_dir, progress=progress,
+    trainer = Trainer(config, data, num_bits, bit_dir, progress=progress,
                           fingerprint=fingerprint)
     result = trainer.run()
     save_codes(f"{bit_dir}/codes.npz", result, data)

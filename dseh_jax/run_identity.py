@@ -46,8 +46,10 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def training_view(config_json: Mapping[str, Any]) -> dict[str, Any]:
   """The dotted fields of a config (as JSON) that determine what is trained."""
-  return {k: v for k, v in flatten(config_json).items()
+  view = {k: v for k, v in flatten(config_json).items()
           if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in NOT_TRAINING)}
+  view.setdefault("method", "dseh")          # configs before methods trained DSEH
+  return view
 
 
 def evaluation_view(config_json: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ device under ``jax.jit`` with no collectives.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 import flax.jax_utils
 import jax
@@ -36,17 +36,28 @@ TrainState = train_state.TrainState
 
 
 class PointBank(struct.PyTreeNode):
-  """Per-training-point tensors kept on the devices (replicated), SPEC §3 buffer semantics.
-
-  In the LabNet phase: ``semantic`` = buffer of all ``f^l_j`` ``[n, 512]``, ``codes`` =
-  buffer of all ``h^l_j`` ``[n, K]``; the step overwrites the batch's rows before the loss.
-  In the ImgNet phase: ``semantic`` = LabNet's ``F_l`` ``[n, 512]``, ``codes`` = LabNet's
-  binary codes mapped to {0, 1}, ``h' = (sign(h^l)+1)/2`` ``[n, K]``; both constant.
-  ``labels``: ``[n, c]`` the training labels (for ``S``).
+  """LabNet's buffers (SPEC §3), kept on the devices (replicated) during a LabNet phase:
+  ``semantic`` = all ``f^l_j`` ``[n, 512]``, ``codes`` = all ``h^l_j`` ``[n, K]``; the step
+  overwrites the batch's rows before the loss. ``labels``: ``[n, c]`` the training labels
+  (for ``S``). Also the bank of the pairwise baselines (``codes`` = their outputs ``u``).
   """
   semantic: Array
   codes: Array
   labels: Array
+  SAVED: ClassVar[tuple[str, ...]] = ("semantic", "codes")   # what a checkpoint keeps
+
+
+LabNetBuffers = PointBank
+
+
+class LabNetTargets(struct.PyTreeNode):
+  """What ImgNet learns from in its phase (SPEC §4), constant: ``semantic`` = LabNet's
+  ``F_l`` ``[n, 512]``, ``targets`` = LabNet's codes mapped to {0, 1},
+  ``h' = (sign(h^l) + 1) / 2`` ``[n, K]``, ``labels`` ``[n, c]``."""
+  semantic: Array
+  targets: Array
+  labels: Array
+  SAVED: ClassVar[tuple[str, ...]] = ()      # rebuilt from LabNet's parameters
 
 
 def _all_gather(x: Array, axis_name: Optional[str]) -> Array:
@@ -132,14 +143,14 @@ def augment_images(images: Array, keys: Array, *, flip: bool, max_shift: int) ->
   return images
 
 
-def imgnet_objective(params, *, state: TrainState, bank: PointBank, batch: Batch,
+def imgnet_objective(params, *, state: TrainState, bank: LabNetTargets, batch: Batch,
                      keys: Array, axis_name: Optional[str],
                      loss_kwargs: Mapping[str, Any], flip: bool = False, max_shift: int = 0):
   """ImgNet (SPEC §4): ``J1 + η·J2`` against LabNet's fixed targets; the extra metric
   ``bit_agreement`` is the fraction of bits where ``sign(z^v)`` equals LabNet's code."""
   del axis_name                                 # the bank is constant in this phase
   images = augment_images(batch["inputs"], keys, flip=flip, max_shift=max_shift)
-  targets = bank.codes[batch["index"]]
+  targets = bank.targets[batch["index"]]
   # Stream 1: the backbone folds layer numbers 0, 1, … into its dropout keys.
   out = state.apply_fn({"params": params}, images, dropout_keys=stream_keys(keys, 1))
   total, terms = losses.imgnet_loss(

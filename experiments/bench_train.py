@@ -101,21 +101,22 @@ def timed(call: Callable[[], None], steps: int) -> tuple[float, list[float]]:
 def jax_setup(step: str, data, input_shape, config, args):
   """``(step_fn, static kwargs, state, bank, batch, key)`` of one JAX step (on the host)."""
   import jax  # pylint: disable=import-outside-toplevel
-  from dseh_jax import train  # pylint: disable=import-outside-toplevel
+  from dseh_jax import networks  # pylint: disable=import-outside-toplevel
   from dseh_jax import train_steps as ts  # pylint: disable=import-outside-toplevel
 
   key = jax.random.PRNGKey(args.seed)
   if step == "labnet":
-    state = train.create_labnet_state(config, NUM_CLASSES, args.bits, args.bank, key)
-    fn, kw = ts.labnet_train_step, dict(loss_kwargs=train.labnet_loss_kwargs(config))
+    state = networks.create_labnet_state(config, NUM_CLASSES, args.bits, args.bank, key)
+    fn, kw = ts.labnet_train_step, dict(loss_kwargs=networks.labnet_loss_kwargs(config))
   else:
     config.imgnet.backbone = "cnnf" if step == "imgnet" else "none"
-    state = train.create_imgnet_state(config, tuple(input_shape), args.bits, args.bank, key)
-    fn, kw = ts.imgnet_train_step, dict(loss_kwargs=train.imgnet_loss_kwargs(config))
+    state = networks.create_imgnet_state(config, tuple(input_shape), args.bits, args.bank, key)
+    fn, kw = ts.imgnet_train_step, dict(loss_kwargs=networks.imgnet_loss_kwargs(config))
     if step == "imgnet":
       kw.update(flip=bool(config.imgnet.random_flip),
                 max_shift=int(config.imgnet.random_shift))
-  bank = ts.PointBank(data["semantic"], data["codes"], data["labels"])
+  bank = (ts.LabNetTargets if step == "imgnet" else ts.LabNetBuffers)(
+      data["semantic"], data["codes"], data["labels"])
   batch = {"inputs": data["inputs"], "labels": data["batch_labels"], "index": data["index"]}
   return fn, kw, state, bank, batch, key
 
@@ -146,7 +147,7 @@ def jax_step(setup, devices: int) -> Callable[[], None]:
 def torch_step(step: str, data, input_shape, config, args):
   """A callable running one PyTorch step of ``experiments/torch_reference.py``."""
   import torch  # pylint: disable=import-outside-toplevel
-  from dseh_jax import models, train  # pylint: disable=import-outside-toplevel
+  from dseh_jax import models, networks  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import torch_reference as tr  # pylint: disable=import-outside-toplevel
 
@@ -159,7 +160,7 @@ def torch_step(step: str, data, input_shape, config, args):
     model = tr.LabNet(NUM_CLASSES, args.bits, c.hidden_units, c.semantic_units)
     opt = tr.make_adam(model, c.optimizer.lr, c.optimizer.lr_mult_pretrained,
                        c.optimizer.lr_mult_new)
-    kw = train.labnet_loss_kwargs(config)
+    kw = networks.labnet_loss_kwargs(config)
     return lambda: tr.labnet_step(model, opt, bank, labels, index, kw)
   c = config.imgnet
   images = step == "imgnet"
@@ -171,7 +172,7 @@ def torch_step(step: str, data, input_shape, config, args):
   opt = tr.make_adam(model, c.optimizer.lr, c.optimizer.lr_mult_pretrained,
                      c.optimizer.lr_mult_new)
   inputs = t(data["inputs"].transpose(0, 3, 1, 2) if images else data["inputs"])
-  kw = train.imgnet_loss_kwargs(config)
+  kw = networks.imgnet_loss_kwargs(config)
   flip = images and bool(c.random_flip)
   return lambda: tr.imgnet_step(model, opt, bank, inputs, labels, index, kw, flip=flip)
 

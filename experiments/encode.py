@@ -107,12 +107,13 @@ def encode_from_codes(args, bit_dir: str, splits) -> dict[str, Any]:
 
 
 def encode_from_checkpoint(args, bit_dir: str, splits) -> dict[str, Any]:
-  """Code files from ImgNet restored from the run's latest checkpoint."""
+  """Code files from the method's encoder (ImgNet) restored from the run's latest checkpoint."""
+  import jax
   import ml_collections
   from dseh_jax.checkpointing import RunCheckpointer
   from dseh_jax.evaluation.code_files import save_code_file
   from dseh_jax.evaluation.encoding import encode_split
-  from dseh_jax.train import DSEHTrainer
+  from dseh_jax import methods
   ckpt_dir = os.path.join(bit_dir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise ValueError(f"{ckpt_dir}: no checkpoints; train the run first (train_dseh.py)")
@@ -129,19 +130,25 @@ def encode_from_checkpoint(args, bit_dir: str, splits) -> dict[str, Any]:
   config_dict = meta["config"]
   config = ml_collections.ConfigDict(config_dict)
   data = _load_data(config_dict, args.data_dir)
-  # The trainer knows the checkpoint's layout; it restores against its own abstract state.
-  trainer = DSEHTrainer(config, data, args.bits, bit_dir, progress=False)
-  epochs_done, _, imgnet, _ = trainer.restore()
-  trainer.checkpointer.close()
-  complete = epochs_done >= trainer.total_epochs
+  # The encoder's parameters alone, restored into a freshly built network of the same shape.
+  method = methods.get_method(config.get("method", "dseh"))
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  encoder = method.create_states(config, data, args.bits, keys)[method.encoder]
+  reader = RunCheckpointer(ckpt_dir)
+  step, params, meta = reader.restore_latest_params(method.encoder, encoder.params)
+  reader.close()
+  epochs_done = int(meta["epochs_done"])
+  total = sum(p.epochs for p in method.plan(config))
+  complete = epochs_done >= total
   if not complete:
     print(f"warning: the latest checkpoint is after epoch {epochs_done} of "
-          f"{trainer.total_epochs}; encoding with a partly trained ImgNet", file=sys.stderr)
+          f"{total}; encoding with a partly trained {methods.LABELS[method.name]}",
+          file=sys.stderr)
   batch_size = args.batch_size or int(config.eval.batch_size)
   written = {}
   for split in splits:
     part = data.splits()[split]
-    packed, num_bits = encode_split(imgnet.apply_fn, imgnet.params, part.inputs,
+    packed, num_bits = encode_split(encoder.apply_fn, params, part.inputs,
                                     batch_size=batch_size)
     out = os.path.join(args.out, f"{split}.npz")
     save_code_file(out, packed, part.ids, split=split, num_bits=num_bits, labels=part.labels,

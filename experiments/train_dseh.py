@@ -168,7 +168,7 @@ def run(args) -> int:
   from dseh_jax.configs import variants  # pylint: disable=import-outside-toplevel
   from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
   from dseh_jax.experiment import prepare, train_and_evaluate  # pylint: disable=import-outside-toplevel
-  from dseh_jax.train import metric_columns  # pylint: disable=import-outside-toplevel
+  from dseh_jax.run_metrics import metric_columns  # pylint: disable=import-outside-toplevel
   from dseh_jax.configs.validation import validate_config  # pylint: disable=import-outside-toplevel
 
   config = configs.get_config(args.config, args.choices)

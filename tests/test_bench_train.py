@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dseh_jax import configs, models, train
+from dseh_jax import configs, models, networks
 from dseh_jax import train_steps as ts
 from scripts import load_script
 
@@ -51,15 +51,16 @@ def _bank_and_batches(labnet: bool, batch: int, seed=0):
   labels[np.arange(N), rng.integers(0, C, N)] = 1.0
   semantic = rng.standard_normal((N, SEM)).astype(np.float32)
   codes = rng.standard_normal((N, BITS)) if labnet else rng.random((N, BITS)) < 0.5
-  bank = ts.PointBank(semantic, np.asarray(codes, np.float32), labels)
+  bank = (ts.LabNetBuffers if labnet else ts.LabNetTargets)(
+      semantic, np.asarray(codes, np.float32), labels)
   index = [rng.choice(N, batch, replace=False).astype(np.int32) for _ in range(STEPS)]
   return bank, labels, index, rng
 
 
 def _torch_bank(tr, bank):
   import torch
-  return tr.Bank(*(torch.from_numpy(np.array(x)) for x in (bank.semantic, bank.codes,
-                                                               bank.labels)))
+  codes = bank.codes if isinstance(bank, ts.LabNetBuffers) else bank.targets
+  return tr.Bank(*(torch.from_numpy(np.array(x)) for x in (bank.semantic, codes, bank.labels)))
 
 
 def _assert_same_params(model, params):
@@ -77,8 +78,8 @@ def test_labnet_step_matches_jax(tr):
   config = configs.get_config("nuswide21")
   config.labnet.hidden_units, config.labnet.semantic_units = 32, SEM
   config.labnet.optimizer.lr = 1e-2                 # Adam's steps show in later losses
-  state = train.create_labnet_state(config, C, BITS, N, jax.random.PRNGKey(0))
-  loss_kwargs = train.labnet_loss_kwargs(config)
+  state = networks.create_labnet_state(config, C, BITS, N, jax.random.PRNGKey(0))
+  loss_kwargs = networks.labnet_loss_kwargs(config)
   model = tr.LabNet(C, BITS, 32, SEM)
   tr.load_flax_params(model, state.params)
   opt = tr.make_adam(model, config.labnet.optimizer.lr)
@@ -104,8 +105,8 @@ def test_feature_mode_imgnet_step_matches_jax(tr):
   config = configs.get_config("nuswide21")
   config.imgnet.backbone, config.imgnet.semantic_units = "none", SEM
   assert config.imgnet.feature_dropout == 0.5       # the recipe's dropout on the features
-  state = train.create_imgnet_state(config, (d,), BITS, 1000, jax.random.PRNGKey(0))
-  loss_kwargs = train.imgnet_loss_kwargs(config)
+  state = networks.create_imgnet_state(config, (d,), BITS, 1000, jax.random.PRNGKey(0))
+  loss_kwargs = networks.imgnet_loss_kwargs(config)
   c = config.imgnet
   model = tr.ImgNet(BITS, in_features=d, semantic_units=SEM,
                     hash_from_pre_relu=c.hash_from_pre_relu, feature_dropout=0.5)

@@ -69,7 +69,7 @@ def test_labnet_collapse_stops_keeps_checkpoints_and_resumes_with_warn(tmp_path,
   assert step == 2 and _steps(workdir)[-1] == 2 and meta["epochs_done"] == 2
   assert [h["network"] for h in meta["history"] if h["kind"] == "epoch"] == ["labnet"] * 2
   # nh recounted from the checkpointed LabNet on the training labels
-  _, labnet, _, _ = DSEHTrainer(config, data, 4, workdir, progress=False).restore()
+  labnet = DSEHTrainer(config, data, 4, workdir, progress=False).restore()[1]["labnet"]
   out = labnet.apply_fn({"params": labnet.params}, jnp.asarray(data.train.labels))
   codes = np.asarray(out.codes, np.float64)
   assert np.unique(codes >= 0, axis=0).shape[0] == nh <= 2 ** 4

@@ -15,7 +15,7 @@ import pytest
 
 from dseh_jax import configs, evaluation
 from dseh_jax import train_steps as ts
-from dseh_jax.train import create_labnet_state, labnet_loss_kwargs
+from dseh_jax.networks import create_labnet_state, labnet_loss_kwargs
 
 ROWS, CONCEPTS, BITS = 10_500, 21, 32
 EPOCHS = int(os.environ.get("LABNET_TEST_EPOCHS", 2))

@@ -8,7 +8,7 @@ import scipy.io
 
 from dseh_jax import models, pretrained
 from dseh_jax.configs import get_config
-from dseh_jax.train import create_imgnet_state
+from dseh_jax.networks import create_imgnet_state
 from fixtures_vggf import (SMALL_CONV_FEATURES, SMALL_FC_UNITS, find_layer,
                            make_vggf_layers, mcn_forward, write_vggf_mat)
 
@@ -196,7 +196,7 @@ def test_images_get_the_weights_average_image_when_weights_are_given(tmp_path):
   from dseh_jax.data.splits import RetrievalData, Split  # pylint: disable=import-outside-toplevel
   from dseh_jax.input_pipeline import (FileBytes, ImageArray,  # pylint: disable=import-outside-toplevel
                                        VGG_F_RGB_MEAN)
-  from dseh_jax.train import use_weights_mean  # pylint: disable=import-outside-toplevel
+  from dseh_jax.networks import use_weights_mean  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(3)
   names = []
   for i in range(3):

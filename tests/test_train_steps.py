@@ -125,8 +125,8 @@ def _imgnet_setup(backbone, shape, n=16, c=4, bits=8, seed=0):
                             group_multipliers={"pretrained": 1.0, "new": 10.0})
   state = ts.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
   labels = _labels(rng, n, c)
-  bank = ts.PointBank(np.abs(rng.standard_normal((n, 32))).astype(np.float32),
-                      (rng.random((n, bits)) < 0.5).astype(np.float32), labels)
+  bank = ts.LabNetTargets(np.abs(rng.standard_normal((n, 32))).astype(np.float32),
+                          (rng.random((n, bits)) < 0.5).astype(np.float32), labels)
   images = rng.random((n,) + shape).astype(np.float32)
   return state, bank, labels, images, rng
 
@@ -144,7 +144,7 @@ def test_imgnet_step_with_dropout_and_flip_is_sharding_invariant():
                            loss_kwargs=IMG_LOSS, flip=True, max_shift=3)
   _assert_trees_close(s2.params, s1.params)
   _assert_trees_close(b2, b1)   # the ImgNet step leaves its targets alone
-  np.testing.assert_array_equal(np.asarray(b1.codes), np.asarray(bank.codes))
+  np.testing.assert_array_equal(np.asarray(b1.targets), np.asarray(bank.targets))
   np.testing.assert_allclose(m2["bit_agreement"][0], m1["bit_agreement"], rtol=1e-6)
 
 

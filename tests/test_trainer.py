@@ -179,6 +179,6 @@ def test_cli_overrides_are_checked():
 
 def test_feature_vectors_with_a_conv_backbone_say_to_set_feature_mode():
   import jax  # pylint: disable=import-outside-toplevel
-  from dseh_jax.train import create_imgnet_state  # pylint: disable=import-outside-toplevel
+  from dseh_jax.networks import create_imgnet_state  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match=r"mini_cnnf.*width 12: set imgnet.backbone=none"):
     create_imgnet_state(tiny_config(), (12,), 8, 10, jax.random.PRNGKey(0))

@@ -11,6 +11,7 @@ import ml_collections
 
 def get_base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.method = "dseh"                          # a module of dseh_jax.methods
   c.seed = 0
   c.bits = (16, 32, 48, 64)                  # paper Table 1
 

@@ -1,0 +1,288 @@
+"""The generic trainer: runs any method's plan of phases with exact resume.
+
+A method (:mod:`dseh_jax.methods`) gives the networks, a pmap-able step per network, the
+plan and the hand-off of every phase; the trainer runs the epochs (a seeded permutation
+per epoch, batches sharded over the local devices), logs, checkpoints at the end of every
+phase and every ``checkpoint_every_epochs`` epochs once ``checkpoint_min_seconds`` have
+passed, stops or warns on collapse (``on_collapse``), and scores the encoder's codes.
+
+Everything a later epoch depends on is in the checkpoint (every network's train state, an
+evolving hand-off, the PRNG key, the history) or a pure function of it (a phase's first
+hand-off from the networks; each epoch's sample order from ``(seed, bits, epoch)``), so a
+resumed run ends with the same codes as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from typing import Any, Optional
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from dseh_jax import evaluation, faults, input_pipeline, methods, networks, run_identity
+from dseh_jax import run_metrics
+from dseh_jax import train_steps as ts
+from dseh_jax.checkpointing import RunCheckpointer
+from dseh_jax.data.splits import RetrievalData
+from dseh_jax.methods.base import Phase, RunContext, encode_splits
+
+log = logging.getLogger("dseh_jax")
+
+ON_COLLAPSE = ("stop", "warn")
+
+
+class CollapseError(RuntimeError):
+  """A phase ended with codes that carry (almost) no information (the method's
+  ``end_phase`` says when). Checkpoints up to that phase are kept."""
+
+
+@dataclasses.dataclass
+class RunResult:
+  """Codes in ``{-1, +1}`` (int8) and the metrics of one bit length."""
+  num_bits: int
+  train_codes: np.ndarray
+  query_codes: np.ndarray
+  database_codes: np.ndarray
+  metrics: dict[str, Any]
+  history: list[dict[str, Any]]
+  # Method figures, e.g. DSEH's Fig. 5: {"index", "labnet", "imgnet", "labels"}.
+  semantic: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class Trainer:
+  """Trains ``config.method`` at one code length on one dataset under ``workdir``."""
+
+  def __init__(self, config: ml_collections.ConfigDict, data: RetrievalData, num_bits: int,
+               workdir: str, *, progress: bool = True, fingerprint: Optional[str] = None):
+    """``fingerprint``: :func:`dseh_jax.run_identity.data_fingerprint` of ``data``, when
+    the caller has it (else computed here); stored in checkpoints and checked on resume."""
+    self.config, self.data, self.num_bits = config, data, int(num_bits)
+    self.workdir, self.progress = workdir, progress
+    self.method = methods.get_method(config.get("method", "dseh"))
+    self.identity = run_identity.identity(json.loads(config.to_json()),
+                                          fingerprint or run_identity.data_fingerprint(data))
+    self.num_devices = jax.local_device_count()
+    for net in self.method.networks:
+      if config[net].batch_size % self.num_devices:
+        raise ValueError(f"batch size {config[net].batch_size} is not divisible by the "
+                         f"{self.num_devices} local devices")
+    if config.on_collapse not in ON_COLLAPSE:
+      raise ValueError(f"on_collapse={config.on_collapse!r}; expected one of {ON_COLLAPSE}")
+    self.plan = self.method.plan(config)
+    self.total_epochs = sum(p.epochs for p in self.plan)
+    self.num_train = len(data.train)
+    self.key = jax.random.fold_in(jax.random.PRNGKey(config.seed), self.num_bits)
+    keys = jax.random.split(self.key, 3)
+    self.states = self.method.create_states(config, data, self.num_bits, keys)
+    self.schedules = {net: networks.make_schedule(config[net], self.num_train, net)
+                      for net in self.method.networks}
+    self.steps = {net: ts.pmap_step(self.method.train_step(config, data, net))
+                  for net in self.method.networks}
+    self._predict_fns = {net: ts.make_predict_fn(s.apply_fn) for net, s in self.states.items()}
+    self.history: list[dict[str, Any]] = []
+    self.run_context = RunContext(config, data, self.num_bits, keys[2], self._predict,
+                                  self.history, cache={"encoder_name": self.method.encoder})
+    self._last_report: Optional[evaluation.RetrievalReport] = None
+    self.checkpointer = RunCheckpointer(f"{workdir}/checkpoints",
+                                        max_to_keep=config.checkpoints_to_keep)
+    self._train_labels = data.train.labels.astype(np.float32)
+
+  def _predict(self, network: str, state_rep, inputs) -> Any:
+    return ts.predict_in_batches(self._predict_fns[network], state_rep.params, inputs,
+                                 self.config.eval.batch_size, self.num_devices)
+
+  # ------------------------------------------------------------------ checkpoints
+
+  def _phase_of(self, epochs_done: int) -> Phase:
+    """The phase of the last epoch done."""
+    return next(p for p in self.plan if epochs_done <= p.first_epoch + p.epochs)
+
+  def _checkpoint_state(self, states, handoff, epochs_done: int) -> dict[str, Any]:
+    tree = {**states, "key": self.key}
+    if self._phase_of(epochs_done).evolving:
+      tree["bank"] = {f: getattr(handoff, f) for f in handoff.SAVED}
+    return tree
+
+  def _save(self, epochs_done: int, states_rep, handoff_rep) -> None:
+    state = self._checkpoint_state(ts.unreplicate(states_rep), ts.unreplicate(handoff_rep),
+                                   epochs_done)
+    meta = {"epochs_done": epochs_done, "num_bits": self.num_bits,
+            "config": json.loads(self.config.to_json()),
+            "data_fingerprint": self.identity["data_fingerprint"], "history": self.history}
+    self.checkpointer.save(epochs_done, state, meta)
+
+  def restore(self) -> tuple[int, dict[str, Any], Any]:
+    """``(epochs done, train states, hand-off or None)`` from the latest checkpoint under
+    ``workdir`` (the fresh states and 0 when there is none); refuses a checkpoint of
+    another training config, other data or another bit length (naming what differs); a
+    damaged newest checkpoint falls back to the newest intact one
+    (:meth:`RunCheckpointer.restore_latest`)."""
+    found = self.checkpointer.latest_intact_meta()
+    if found is None:
+      return 0, self.states, None
+    step, meta = found
+    where = f"{self.workdir}/checkpoints/{step}"
+    stored = run_identity.identity(meta["config"], meta.get("data_fingerprint"))
+    run_identity.check_same_run(stored, self.identity, where)   # fingerprint None: older
+    if meta["num_bits"] != self.num_bits:
+      raise run_identity.RunMismatchError(
+          f"{where} holds a {meta['num_bits']}-bit run, not {self.num_bits} bits")
+    phase = self._phase_of(int(meta["epochs_done"]))
+    template = self.method.handoff_template(self.run_context, phase)
+    like = self._checkpoint_state(self.states, template, int(meta["epochs_done"]))
+    step, tree, meta = self.checkpointer.restore_latest(like)
+    self.history[:] = list(meta["history"])
+    handoff = template.replace(**tree["bank"]) if "bank" in tree else None
+    log.info("resuming %d-bit run after epoch %d of %d", self.num_bits,
+             meta["epochs_done"], self.total_epochs)
+    return int(meta["epochs_done"]), {n: tree[n] for n in self.states}, handoff
+
+  # ------------------------------------------------------------------ epochs
+
+  def _epoch_batches(self, phase: Phase, order: np.ndarray, batch_size: int, n_steps: int):
+    """The epoch's batches in order, sharded ``[devices, per_device, ...]``.
+
+    Batches with inputs read (and, for an :class:`~dseh_jax.input_pipeline.ImageArray`,
+    decode) their items in a background thread and reach the devices two steps ahead;
+    label-only batches (LabNet) are cheap enough to build in line.
+    """
+    def make_batch(s: int) -> dict[str, np.ndarray]:
+      index = order[s * batch_size:(s + 1) * batch_size]
+      batch = {"labels": self._train_labels[index], "index": index.astype(np.int32)}
+      if phase.inputs:
+        batch["inputs"] = self.data.train.inputs[index]
+      return batch
+
+    if phase.inputs:
+      return input_pipeline.prefetch_train_batches(make_batch, n_steps, self.num_devices,
+                                                   axis_name=ts.AXIS_NAME)
+    return (ts.shard_batch(make_batch(s), self.num_devices) for s in range(n_steps))
+
+  def _run_epoch(self, phase: Phase, epoch: int, state_rep, handoff_rep):
+    """One epoch of ``phase``; returns ``(state, hand-off, mean metrics)``."""
+    g = phase.first_epoch + epoch
+    batch_size = self.config[phase.network].batch_size
+    n_steps = networks.steps_per_epoch(self.num_train, batch_size, phase.network)
+    seq = np.random.SeedSequence([self.config.seed, self.num_bits, g])
+    order = np.random.default_rng(seq).permutation(self.num_train)
+    keys = np.asarray(jax.random.split(jax.random.fold_in(self.key, g), n_steps))
+    step_fn, metrics = self.steps[phase.network], []
+    batches = self._epoch_batches(phase, order, batch_size, n_steps)
+    with contextlib.closing(batches):              # stops the prefetch thread on errors
+      bar = tqdm.tqdm(batches, total=n_steps, disable=not self.progress, leave=False,
+                      desc=f"{self.num_bits}b r{phase.round} {phase.network} e{epoch}")
+      for s, batch in enumerate(bar):
+        rng = np.broadcast_to(keys[s], (self.num_devices, 2))
+        state_rep, handoff_rep, m = step_fn(state_rep, handoff_rep, batch, rng)
+        metrics.append(m)
+        faults.reached(f"{phase.network}_step")
+    metrics = jax.device_get(metrics)            # one transfer per epoch, not per step
+    mean = {k: float(np.mean([m[k][0] for m in metrics])) for k in metrics[0]}
+    if not np.isfinite(mean["loss"]):
+      raise FloatingPointError(
+          f"{phase.network} loss became {mean['loss']} in round {phase.round}, epoch {epoch} "
+          f"at {self.num_bits} bits; the checkpoints before it are kept in "
+          f"{self.workdir}/checkpoints (try a lower learning rate or optimizer.clip in a "
+          "new workdir)")
+    mean["lr"] = float(self.schedules[phase.network](np.asarray(state_rep.step[0]) - 1))
+    return state_rep, handoff_rep, mean
+
+  def _end_phase(self, phase: Phase, states_rep, handoff_rep) -> dict[str, Any]:
+    summary = self.method.end_phase(self.run_context, phase, states_rep, handoff_rep)
+    if phase == self.plan[-1]:
+      _, q, db = encode_splits(self.run_context, states_rep[self.method.encoder])
+      scores, self._last_report = run_metrics.retrieval_metrics(self.config.eval, q, db,
+                                                                self.data)
+      summary.update(scores)
+    return summary
+
+  def _check_collapse(self, summary: dict[str, Any]) -> None:
+    """Stops the run (``on_collapse="stop"``) or warns (``"warn"``) when a phase ended
+    collapsed (SPEC §5 hazards; the method's ``end_phase`` decides)."""
+    if not summary.get("collapsed"):           # .get: summaries of older checkpoints
+      return
+    what, fix = self.method.collapse_message(self.run_context, summary)
+    message = (f"{what}. The checkpoints are kept in {self.workdir}/checkpoints. Try: {fix}; "
+               "or set on_collapse='warn' to continue anyway.")
+    if self.config.on_collapse == "warn":
+      log.warning("!" * 72)
+      log.warning("%s", message)
+      log.warning("!" * 72)
+      return
+    raise CollapseError(message)
+
+  def last_report(self) -> Optional[evaluation.RetrievalReport]:
+    """The full :class:`~dseh_jax.evaluation.RetrievalReport` of the latest evaluation
+    (curves and per-query APs), or ``None`` before the first one."""
+    return self._last_report
+
+  # ------------------------------------------------------------------ the run
+
+  def _log(self, entry: dict[str, Any]) -> None:
+    self.history.append(entry)
+    log.info("%d bits %s", self.num_bits, _format_metrics(entry))
+
+  def run(self) -> RunResult:
+    """Trains (or resumes) to the end of the plan and returns the codes and metrics."""
+    start = time.time()
+    done, states, handoff = self.restore()
+    finished = [h for h in self.history if h["kind"].endswith("_round")]
+    if finished:                   # a rerun after a collapse stop meets the same guard
+      self._check_collapse(finished[-1])
+    states_rep = {n: ts.replicate(s) for n, s in states.items()}
+    handoff_rep = None if handoff is None else ts.replicate(handoff)
+    every = max(1, int(self.config.checkpoint_every_epochs))
+    min_gap, last_save = float(self.config.checkpoint_min_seconds), time.time()
+    for phase in self.plan:
+      if done >= phase.first_epoch + phase.epochs:
+        continue
+      if done == phase.first_epoch or handoff_rep is None or not phase.evolving:
+        handoff_rep = ts.replicate(self.method.start_phase(self.run_context, phase, states_rep))
+      for epoch in range(done - phase.first_epoch, phase.epochs):
+        t0, net = time.time(), phase.network
+        states_rep[net], handoff_rep, m = self._run_epoch(phase, epoch, states_rep[net],
+                                                          handoff_rep)
+        if net == self.method.encoder:
+          self.run_context.cache.pop("encoder", None)     # the encoder has changed
+        m.update(self.method.epoch_stats(self.run_context, phase, states_rep, handoff_rep,
+                                         epoch))
+        m.update({"kind": "epoch", "network": net, "round": phase.round, "epoch": epoch,
+                  "seconds": round(time.time() - t0, 3)})
+        self._log(m)
+        faults.reached("epoch_end")
+        done, last = phase.first_epoch + epoch + 1, epoch == phase.epochs - 1
+        if last:
+          summary = self._end_phase(phase, states_rep, handoff_rep)
+          self._log(summary)
+          faults.reached("phase_summary")
+        if last or (done % every == 0 and time.time() - last_save >= min_gap):
+          self._save(done, states_rep, handoff_rep)
+          last_save = time.time()
+          faults.reached("checkpoint_saved")
+        if last:
+          self._check_collapse(summary)
+    return self._result(states_rep, time.time() - start)
+
+  def _result(self, states_rep, seconds: float) -> RunResult:
+    """Codes of every split and the final metrics, from the last phase's summary."""
+    train_out, q, db = encode_splits(self.run_context, states_rep[self.method.encoder])
+    rounds = [h for h in self.history if h["kind"].endswith("_round")]
+    metrics = {k: v for k, v in rounds[-1].items()
+               if k.startswith(("map", "precision_r", "recall_r", "zero_relevant"))}
+    metrics["collapsed"] = any(h.get("collapsed") for h in rounds)
+    metrics.update(self.method.result_metrics(self.history))
+    metrics["seconds_this_process"] = round(seconds, 2)
+    self.checkpointer.close()
+    figures = self.method.figure_data(self.run_context, states_rep, train_out)
+    return RunResult(self.num_bits, evaluation.binarize(train_out.hash_logits), q, db,
+                     metrics, self.history, figures)
+
+
+def _format_metrics(m: dict[str, Any]) -> str:
+  return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
