@@ -1,9 +1,9 @@
-"""One experiment in a workdir: DSEH at every code length of a config, with its results.
+"""One experiment in a workdir: a method at every code length of a config, with its results.
 
 :func:`train_and_evaluate` checks everything first (:func:`prepare`), locks the workdir,
 claims it for one run identity (``run.json``: training config + data fingerprint;
 :mod:`dseh_jax.run_identity`), trains each missing bit length with
-:class:`dseh_jax.train.DSEHTrainer` (resuming an interrupted one), re-evaluates finished
+:class:`dseh_jax.trainer.Trainer` (resuming an interrupted one), re-evaluates finished
 lengths whose ``eval`` settings changed, and merges every length's entry into
 ``results.json`` next to its ``codes.npz``, history and figures.
 """
@@ -21,7 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dseh_jax import evaluation, faults, plots, run_identity, workdir_lock
+from dseh_jax import evaluation, faults, methods, plots, run_identity, workdir_lock
 from dseh_jax.atomic_io import atomic_write, jsonable, write_json
 from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.configs import validation
@@ -155,7 +155,7 @@ RUN_FILE = "run.json"
 def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, workdir: str,
                        *, progress: bool = True, check_images: bool = True
                        ) -> dict[str, Any]:
-  """Trains DSEH at every length in ``config.bits``; writes ``workdir/results.json``.
+  """Trains ``config.method`` at every length in ``config.bits``; writes ``workdir/results.json``.
 
   Everything checkable is checked first (:func:`prepare`; ``check_images=False`` when the
   caller already did). The workdir is locked for the run and holds one run identity
@@ -198,16 +198,17 @@ def _train_one_length(config, data: RetrievalData, workdir: str, num_bits: int,
   else:
     t0 = time.time()
     trainer = Trainer(config, data, num_bits, bit_dir, progress=progress,
-                          fingerprint=fingerprint)
+                      fingerprint=fingerprint)
+    label = methods.LABELS[config.get("method", "dseh")]
     result = trainer.run()
     save_codes(f"{bit_dir}/codes.npz", result, data)
     faults.reached("codes_written")
     write_json(f"{bit_dir}/history.json", result.history)
     plots.plot_history(result.history, f"{bit_dir}/history.png",
-                       title=f"DSEH on {data.name}, {num_bits} bits")
+                       title=f"{label} on {data.name}, {num_bits} bits")
     report = trainer.last_report() or retrieval_metrics(   # None after a resume past
         config.eval, result.query_codes, result.database_codes, data)[1]  # the last eval
-    write_figures(bit_dir, report, result.semantic, data.name, num_bits)
+    write_figures(bit_dir, report, result.semantic, data.name, num_bits, label)
     entry = {**result.metrics, "wall_seconds": round(time.time() - t0, 2)}
     if result.metrics.get("zero_relevant_queries"):
       log.warning("%d bits: %d queries have no relevant database item (eval.zero_relevant"

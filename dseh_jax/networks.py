@@ -10,6 +10,7 @@ import dataclasses
 import logging
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 

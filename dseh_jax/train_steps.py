@@ -69,19 +69,39 @@ def _pmean(tree: Any, axis_name: Optional[str]) -> Any:
   return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
-def write_bank_rows(bank: PointBank, index: Array, semantic: Array, codes: Array,
-                    axis_name: Optional[str]) -> PointBank:
-  """Overwrites the rows ``index`` of both buffers with the batch's outputs.
+def write_bank_rows(bank: Any, index: Array, semantic: Array, codes: Array,
+                    axis_name: Optional[str]) -> Any:
+  """Overwrites the rows ``index`` of LabNet's two buffers with the batch's outputs
+  (:func:`write_rows`)."""
+  return write_rows(bank, index, axis_name, semantic=semantic, codes=codes)
 
-  The shard's outputs and indices are gathered from all devices first, so every device
-  writes the whole global batch and the replicated buffers stay equal. Values are
-  stop-gradient: the buffers are constants of the loss (SPEC §3).
+
+def write_rows(bank: Any, index: Array, axis_name: Optional[str], **values: Array) -> Any:
+  """``bank`` with rows ``index`` of each named field overwritten by ``values``.
+
+  The shard's values and indices are gathered from all devices first, so every device
+  writes the whole global batch and the replicated banks stay equal. Values are
+  stop-gradient: the bank is a constant of the loss (SPEC §3).
   """
   index = _all_gather(index, axis_name)
-  semantic = _all_gather(lax.stop_gradient(semantic), axis_name)
-  codes = _all_gather(lax.stop_gradient(codes), axis_name)
-  return bank.replace(semantic=bank.semantic.at[index].set(semantic),
-                      codes=bank.codes.at[index].set(codes))
+  return bank.replace(**{
+      name: getattr(bank, name).at[index].set(_all_gather(lax.stop_gradient(v), axis_name))
+      for name, v in values.items()})
+
+
+class CodeBank(struct.PyTreeNode):
+  """The latest outputs ``codes [n, K]`` of every training point and their ``labels
+  [n, c]``: the bank that the pairwise baselines pair each batch with (DPSH style)."""
+  codes: Array
+  labels: Array
+  SAVED: ClassVar[tuple[str, ...]] = ("codes",)
+
+
+class CodeTargets(struct.PyTreeNode):
+  """Fixed per-point targets ``[n, K]`` (CNNH's stage-1 codes) and ``labels [n, c]``."""
+  targets: Array
+  labels: Array
+  SAVED: ClassVar[tuple[str, ...]] = ()       # rebuilt from the labels and the run's key
 
 
 def example_keys(rng: Array, index: Array) -> Array:
@@ -143,16 +163,23 @@ def augment_images(images: Array, keys: Array, *, flip: bool, max_shift: int) ->
   return images
 
 
+def train_forward(params, state: TrainState, batch: Batch, keys: Array, *, flip: bool,
+                  max_shift: int) -> Any:
+  """The image network on the batch's inputs in training mode: flips and shifts of image
+  inputs (streams 0 and 2 of the per-example ``keys``), dropout from stream 1 (the backbone
+  folds layer numbers 0, 1, … into it)."""
+  images = augment_images(batch["inputs"], keys, flip=flip, max_shift=max_shift)
+  return state.apply_fn({"params": params}, images, dropout_keys=stream_keys(keys, 1))
+
+
 def imgnet_objective(params, *, state: TrainState, bank: LabNetTargets, batch: Batch,
                      keys: Array, axis_name: Optional[str],
                      loss_kwargs: Mapping[str, Any], flip: bool = False, max_shift: int = 0):
   """ImgNet (SPEC §4): ``J1 + η·J2`` against LabNet's fixed targets; the extra metric
   ``bit_agreement`` is the fraction of bits where ``sign(z^v)`` equals LabNet's code."""
   del axis_name                                 # the bank is constant in this phase
-  images = augment_images(batch["inputs"], keys, flip=flip, max_shift=max_shift)
+  out = train_forward(params, state, batch, keys, flip=flip, max_shift=max_shift)
   targets = bank.targets[batch["index"]]
-  # Stream 1: the backbone folds layer numbers 0, 1, … into its dropout keys.
-  out = state.apply_fn({"params": params}, images, dropout_keys=stream_keys(keys, 1))
   total, terms = losses.imgnet_loss(
       out.semantic, out.hash_logits, batch["labels"], targets, bank.semantic,
       bank.labels, **loss_kwargs)

@@ -61,7 +61,10 @@ def _load_data(config_dict: dict[str, Any], data_dir: str):
 def _meta(config_dict: Optional[dict[str, Any]], num_bits: int, source: str,
           **extra: Any) -> dict[str, Any]:
   from dseh_jax.evaluation.code_files import config_hash
-  meta = {"method": "DSEH", "num_bits": int(num_bits), "source": source, **extra}
+  from dseh_jax.methods import LABELS
+  method = (config_dict or {}).get("method", "dseh")
+  meta = {"method": LABELS.get(method, method), "num_bits": int(num_bits), "source": source,
+          **extra}
   if config_dict is not None:
     meta["dataset"] = config_dict.get("data", {}).get("name", "")
     meta["config_hash"] = config_hash(config_dict)

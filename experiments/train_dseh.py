@@ -1,6 +1,7 @@
-"""Train DSEH and report MAP per code length.
+"""Train DSEH (or another method) and report MAP per code length.
 
     python experiments/train_dseh.py --config digits --bits 16,32,48,64 --workdir runs/digits
+    python experiments/train_dseh.py --config digits --method dpsh --bits 32 --workdir runs/dpsh
     python experiments/train_dseh.py --config nuswide21 --choices code \\
         --data_dir /data/NUS-WIDE --set imgnet.optimizer.lr=3e-4 --workdir runs/nus
 
@@ -25,6 +26,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--choices", default=None, choices=("recipe", "paper", "code"),
                  help="recipe (default): the validated defaults; paper: the paper as "
                       "written; code: every choice of the authors' code")
+  p.add_argument("--method", default="dseh",
+                 help="a method of dseh_jax.methods (dseh, or the deep baselines dpsh, dhn, "
+                      "hashnet, cnnh on the same backbone, trainer and evaluation); its "
+                      "settings are config.<method>")
   p.add_argument("--variant", default="full", choices=("full", "S", "SS", "L", "A"),
                  help="the paper's ablations (Table 2): DSEH-S, -SS, -L, -A")
   p.add_argument("--bits", default="", help="comma-separated code lengths, e.g. 16,32")
@@ -164,7 +169,7 @@ def run(args) -> int:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.host_devices}")
   # JAX is imported only after XLA_FLAGS is final.
-  from dseh_jax import configs  # pylint: disable=import-outside-toplevel
+  from dseh_jax import configs, methods  # pylint: disable=import-outside-toplevel
   from dseh_jax.configs import variants  # pylint: disable=import-outside-toplevel
   from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
   from dseh_jax.experiment import prepare, train_and_evaluate  # pylint: disable=import-outside-toplevel
@@ -173,6 +178,7 @@ def run(args) -> int:
 
   config = configs.get_config(args.config, args.choices)
   variants.apply_variant(config, args.variant)
+  methods.configure(config, args.method)
   if args.bits:
     config.bits = parse_bits(args.bits)
   if args.seed is not None:
@@ -199,7 +205,8 @@ def run(args) -> int:
       return 0
   results = train_and_evaluate(config, data, args.workdir, progress=not args.no_progress,
                                check_images=False)
-  print(f"\nDSEH on {data.name} ({len(data.query)} queries, {len(data.database)} database, "
+  print(f"\n{methods.LABELS[config.method]} on {data.name} ({len(data.query)} queries, "
+        f"{len(data.database)} database, "
         f"{len(data.train)} train); seed {config.seed}; {time.time() - start:.0f} s")
   ties = tuple(config.eval.ties)
   names = metric_columns(config.eval)

@@ -13,7 +13,9 @@ from typing import Any, Callable
 
 import ml_collections
 
+from dseh_jax.baseline_losses import REDUCTIONS as BASELINE_REDUCTIONS
 from dseh_jax.evaluation.ranking import TIE_POLICIES, ZERO_RELEVANT_POLICIES
+from dseh_jax.methods import NAMES as METHODS
 
 OPTIMIZERS = ("adam", "sgd")
 BACKBONES = ("cnnf", "mini_cnnf", "none")
@@ -90,6 +92,7 @@ def _network_rules(net: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
 
 
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "method": _one_of(METHODS),
     "seed": _int_in(0),
     "bits": _ints(1, MAX_BITS),
     "data.standardize": _one_of(STANDARDIZE),
@@ -116,7 +119,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "checkpoint_min_seconds": _num_in(0.0),
     "checkpoints_to_keep": _int_in(1),
 }
-OPTIONAL = ("data.check_images",)   # validated when present (older configs lack it)
+OPTIONAL = ("data.check_images", "method")   # older configs lack them   # validated when present (older configs lack it)
 RULES["data.check_images"] = _one_of(CHECK_IMAGES)
 
 
@@ -139,6 +142,7 @@ def problems(config: ml_collections.ConfigDict) -> list[str]:
       continue
     if not ok(value):
       found.append(f"{field}={value!r}: expected {expected}")
+  found += _method_problems(config)
   try:
     lab, img = len(config.labnet.epochs_per_round), len(config.imgnet.epochs_per_round)
     if lab != img:
@@ -146,6 +150,23 @@ def problems(config: ml_collections.ConfigDict) -> list[str]:
                    f"{img}: expected the same number of rounds")
   except (TypeError, AttributeError, KeyError):
     pass                                         # reported by the rules above
+  return found
+
+
+def _method_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """A one-network method's section ``config.<method>``: numbers at least 0, and a
+  ``reduction`` of the baseline losses."""
+  method = config.get("method", "dseh")
+  if method == "dseh" or method not in METHODS:
+    return []
+  if method not in config:
+    return [f"{method} is missing: expected the section of method {method!r} "
+            f"(dseh_jax.methods.configure)"]
+  found = []
+  for key, value in config[method].items():
+    ok, expected = (_one_of(BASELINE_REDUCTIONS) if key == "reduction" else _num_in(0.0))
+    if not ok(value):
+      found.append(f"{method}.{key}={value!r}: expected {expected}")
   return found
 
 

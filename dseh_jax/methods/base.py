@@ -163,3 +163,11 @@ def initial_codes(run: RunContext, width: Optional[int] = None) -> np.ndarray:
   """``N(0, 1)`` draws ``[n, width or K]`` from the run's hand-off key."""
   return np.asarray(jax.random.normal(run.handoff_key, (run.num_train,
                                                         width or run.num_bits)))
+
+
+def configure_section(config: ml_collections.ConfigDict, name: str,
+                      settings: dict[str, Any]) -> ml_collections.ConfigDict:
+  """``config`` for method ``name``: ``config.method`` and its section ``config.<name>``."""
+  config.method = name
+  config[name] = ml_collections.ConfigDict(settings)
+  return config

@@ -1,0 +1,32 @@
+"""HashNet (Cao, Long, Wang, Yu, ICCV 2017): class-balanced pairwise likelihood of
+``tanh(β z)`` against the bank, with β raised during training (continuation;
+:func:`dseh_jax.baseline_losses.hashnet_loss`, :func:`~dseh_jax.baseline_losses.hashnet_beta`).
+
+The bank keeps the pre-activations ``z``; β at step ``t`` is ``(1 + γ t)^p`` with ``t``
+rounded down to a multiple of ``step_size`` (the authors' code). ``config.hashnet``:
+``gamma``, ``power``, ``step_size``, ``alpha`` (0: ``10 / K``), ``reduction``.
+"""
+from dseh_jax import baseline_losses
+from dseh_jax.methods.base import configure_section
+from dseh_jax.methods.pairwise import PairwiseBankMethod
+
+
+class HashNet(PairwiseBankMethod):
+  name = "hashnet"
+  loss = staticmethod(baseline_losses.hashnet_loss)
+
+  def loss_kwargs(self, settings, state):
+    beta = baseline_losses.hashnet_beta(state.step + 1, gamma=settings["gamma"],
+                                        power=settings["power"],
+                                        step_size=settings["step_size"])
+    return {"beta": beta, "alpha": settings["alpha"] or None,
+            "reduction": settings["reduction"]}
+
+
+METHOD = HashNet()
+
+
+def configure(config):
+  return configure_section(config, "hashnet", {"gamma": 0.005, "power": 0.5,
+                                               "step_size": 200, "alpha": 0.0,
+                                               "reduction": "mean"})
