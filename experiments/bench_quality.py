@@ -31,11 +31,13 @@ import sys
 import time
 
 SHALLOW = ("lsh", "sh", "itq", "itq_cca", "ksh", "sdh")     # dseh_jax.baselines.FITTERS
-METHODS = ("dseh", "dseh_paper", "dseh_code") + SHALLOW
+DEEP = ("dpsh", "dhn", "hashnet", "cnnh")                     # dseh_jax.methods
+METHODS = ("dseh", "dseh_paper", "dseh_code") + DEEP + SHALLOW
 DEFAULT_METHODS = ("dseh", "dseh_paper", "dseh_code", "lsh", "itq")
 FEATURE_SETS = ("cifar10_pixels", "usps_pixels", "cifar10_mosaic_pixels")
 IMAGE_SETS = ("cifar10_images", "cifar10_mosaic_images")
-CHOICES = {"dseh": "recipe", "dseh_paper": "paper", "dseh_code": "code"}
+CHOICES = {"dseh": "recipe", "dseh_paper": "paper", "dseh_code": "code",
+           **{m: "recipe" for m in DEEP}}     # the recipe's networks and optimisers
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,13 +78,14 @@ def load_set(name: str, args):
 
 
 def dseh_config(set_name: str, method: str, args):
-  from dseh_jax import configs  # pylint: disable=import-outside-toplevel
+  from dseh_jax import configs, methods  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   from train_dseh import apply_overrides  # pylint: disable=import-outside-toplevel
   image = not set_name.endswith("_pixels")
   c = configs.get_config("cifar10" if image else "nuswide21", CHOICES[method])
   if not image:
     c.imgnet.backbone = "none"
+  methods.configure(c, method if method in DEEP else "dseh")
   c.bits = (args.bits,)
   c.seed = args.seed
   c.on_collapse = "warn"                 # a collapsed run is reported, not stopped
@@ -100,10 +103,10 @@ def run_dseh(data, set_name: str, method: str, args, workdir: str) -> dict:
   r = train_and_evaluate(config, data, workdir, progress=False)["bits"][str(args.bits)]
   with open(os.path.join(workdir, f"bits{args.bits}", "history.json")) as f:
     history = json.load(f)
-  last_img = [h for h in history if h["kind"] == "imgnet_round"][-1]
+  last_img = [h for h in history if h["kind"] == "imgnet_round"][-1]   # every method
   collapsed = any(h.get("collapsed") for h in history if h["kind"].endswith("_round"))
   return {"map": r["map"], "map_tie_aware": r["map_tie_aware"], "nh": r.get("nh"),
-          "map_l": r.get("map_l"), "bit_agreement": last_img["bit_agreement"],
+          "map_l": r.get("map_l"), "bit_agreement": last_img.get("bit_agreement"),
           "collapsed": collapsed}
 
 

@@ -16,6 +16,7 @@ import ml_collections
 from dseh_jax.baseline_losses import REDUCTIONS as BASELINE_REDUCTIONS
 from dseh_jax.evaluation.ranking import TIE_POLICIES, ZERO_RELEVANT_POLICIES
 from dseh_jax.methods import NAMES as METHODS
+from dseh_jax.methods import get_method
 
 OPTIMIZERS = ("adam", "sgd")
 BACKBONES = ("cnnf", "mini_cnnf", "none")
@@ -157,7 +158,7 @@ def _method_problems(config: ml_collections.ConfigDict) -> list[str]:
   """A one-network method's section ``config.<method>``: numbers at least 0, and a
   ``reduction`` of the baseline losses."""
   method = config.get("method", "dseh")
-  if method == "dseh" or method not in METHODS:
+  if method not in METHODS or not get_method(method).has_section:
     return []
   if method not in config:
     return [f"{method} is missing: expected the section of method {method!r} "

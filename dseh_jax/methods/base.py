@@ -82,6 +82,7 @@ class Method:
   name = ""
   networks: tuple[str, ...] = (IMGNET,)
   encoder = IMGNET                     # whose ``sign(hash_logits)`` are the codes
+  has_section = True                   # settings in ``config.<name>`` (DSEH: its networks')
 
   def plan(self, config: ml_collections.ConfigDict) -> list[Phase]:
     epochs = sum(int(e) for e in config.imgnet.epochs_per_round)

@@ -32,6 +32,7 @@ def make_plan(config: ml_collections.ConfigDict) -> list[Phase]:
 class DSEH(base.Method):
   name = "dseh"
   networks = (LABNET, IMGNET)
+  has_section = False
 
   def plan(self, config):
     return make_plan(config)
