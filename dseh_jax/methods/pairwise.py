@@ -47,9 +47,8 @@ class PairwiseBankMethod(base.Method):
     return objective
 
   def start_phase(self, run: base.RunContext, phase: base.Phase, states) -> ts.CodeBank:
-    out = run.predict(IMGNET, states[IMGNET], run.data.train.inputs)
-    u = np.asarray(self.activation(jnp.asarray(out.hash_logits)), np.float32)
-    return ts.CodeBank(u, run.train_labels)
+    """``N(0, 1)`` draws, as DSEH starts LabNet's buffers (SPEC §3)."""
+    return ts.CodeBank(base.initial_codes(run).astype(np.float32), run.train_labels)
 
   def handoff_template(self, run: base.RunContext, phase: base.Phase) -> ts.CodeBank:
     return ts.CodeBank(np.zeros((run.num_train, run.num_bits), np.float32), run.train_labels)
