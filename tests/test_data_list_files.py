@@ -96,7 +96,7 @@ def _rewrite(path, name, data):
     ("Lab.h5", "LabQuery", np.zeros((3, 4)), r"Lab.h5: field 'LabQuery' has shape \(3, 4\); "
                                              r"expected \[4, c\]"),
     ("Lab.h5", "LabTrain", np.full((10, 4), 0.5),
-     r"Lab.h5: field 'LabTrain' row 0 column 0 is 0.5; expected 0 or 1"),
+     r"Lab.h5: field 'LabTrain' must hold only 0 and 1; row 0 column 0 is 0.5"),
     ("Lab.h5", "LabDataBase", np.zeros((20, 3)), r"Lab.h5: field 'LabDataBase' has 3 columns"),
     ("Img.h5", "ImgDataBase", None, r"Img.h5: missing dataset\(s\) \['ImgDataBase'\]"),
     ("Img.h5", "ImgQuery", np.asarray([b"a.jpg", b"", b"c.jpg", b"d.jpg"]),

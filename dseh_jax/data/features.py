@@ -17,6 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from dseh_jax.data.hdf5_layout import read_hdf5_datasets
+from dseh_jax.data.label_matrix import check_label_matrix
 from dseh_jax.data.listing import SPLITS, overlap_report
 from dseh_jax.data.splits import RetrievalData, Split
 
@@ -95,20 +96,11 @@ def features_from_arrays(fields: Mapping[str, np.ndarray], path: str,
       raise ValueError(f"{path}: field {xf!r} has {x.shape[1]} columns; expected {dim} "
                        "(as x_train)")
     n = x.shape[0]
-    if y.ndim != 2 or y.shape[0] != n:
-      raise ValueError(f"{path}: field {yf!r} has shape {y.shape}; expected [{n}, c] "
-                       f"(one row per row of {xf!r})")
+    y = check_label_matrix(y, path, yf, n, rows=f"one row per row of {xf!r}")
     width = y.shape[1] if width is None else width
     if y.shape[1] != width:
       raise ValueError(f"{path}: field {yf!r} has shape {y.shape}; expected [{n}, {width}] "
                        "(label width of y_train)")
-    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-      raise ValueError(f"{path}: field {yf!r} has dtype {y.dtype}; expected numbers")
-    bad = np.argwhere(~((y == 0) | (y == 1)))
-    if bad.shape[0]:
-      r, c = bad[0]
-      raise ValueError(f"{path}: field {yf!r} must hold only 0 and 1; row {r} column {c} "
-                       f"is {y[r, c].item()!r}")
     if given_ids:
       ids = np.asarray(fields[f"ids_{split}"])
       if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):

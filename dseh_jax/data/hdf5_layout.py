@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from dseh_jax.data.label_matrix import check_label_matrix, class_names_for
+
 from dseh_jax.data.list_files import normalize_path
 from dseh_jax.data.listing import ImageDataset, ImageListing, finish_stats, path_ids
 
@@ -65,22 +67,6 @@ def _decode_paths(values: np.ndarray, path: str, field: str) -> tuple[str, ...]:
   return tuple(out)
 
 
-def _check_labels(values: np.ndarray, path: str, field: str, n: int) -> np.ndarray:
-  values = np.asarray(values)
-  if values.ndim != 2 or values.shape[0] != n:
-    raise ValueError(f"{path}: field {field!r} has shape {values.shape}; expected [{n}, c] "
-                     "(one row per image path)")
-  if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)
-          or values.dtype == bool):
-    raise ValueError(f"{path}: field {field!r} has dtype {values.dtype}; expected numbers")
-  bad = np.argwhere(~((values == 0) | (values == 1)))
-  if bad.shape[0]:
-    r, c = bad[0]
-    raise ValueError(f"{path}: field {field!r} row {r} column {c} is "
-                     f"{values[r, c].item()!r}; expected 0 or 1")
-  return values.astype(np.float32)
-
-
 def build_hdf5_layout(data_dir: str, *, image_root: str = "", strip_prefix: str = "",
                       img_file: str = "Img.h5", lab_file: str = "Lab.h5",
                       class_names: tuple[str, ...] = (),
@@ -103,16 +89,15 @@ def build_hdf5_layout(data_dir: str, *, image_root: str = "", strip_prefix: str 
   for split, (img_field, lab_field) in FIELDS.items():
     paths = tuple(normalize_path(p, strip_prefix)
                   for p in _decode_paths(images[img_field], img_path, img_field))
-    y = _check_labels(labels[lab_field], lab_path, lab_field, len(paths))
+    y = check_label_matrix(labels[lab_field], lab_path, lab_field, len(paths),
+                           rows="one row per image path")
     if width is None:
       width = y.shape[1]
     elif y.shape[1] != width:
       raise ValueError(f"{lab_path}: field {lab_field!r} has {y.shape[1]} columns; "
                        f"expected {width} (as in LabTrain)")
     splits[split] = ImageListing(paths, y, path_ids(paths, img_path))
-  names = tuple(class_names) or tuple(str(k) for k in range(width))
-  if len(names) != width:
-    raise ValueError(f"class_names lists {len(names)} names; {lab_path} has {width} columns")
+  names = class_names_for(class_names, width, lab_path)
   stats = {"files": {"images": img_path, "labels": lab_path}}
   return ImageDataset(name, image_root or data_dir, names, splits,
                       finish_stats(name, splits, stats))

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from dseh_jax.data.label_matrix import class_names_for
 from dseh_jax.data.listing import (ImageDataset, ImageListing, finish_stats, path_ids,
                                    read_text_lines)
 
@@ -102,10 +103,7 @@ def build_list_files(data_dir: str, *, image_root: str = "", strip_prefix: str =
       raise ValueError(f"{path}: {labels.shape[1]} labels per line; expected {width} "
                        f"(as in {first})")
     splits[split] = ImageListing(paths, labels, path_ids(paths, path))
-  names = tuple(class_names) or tuple(str(k) for k in range(width))
-  if len(names) != width:
-    raise ValueError(f"class_names lists {len(names)} names; the list files have {width} "
-                     "labels per line")
+  names = class_names_for(class_names, width, "each line of the list files")
   stats = {"files": {s: os.path.join(data_dir, f) for s, f in files.items()}}
   return ImageDataset(name, image_root or data_dir, names, splits,
                       finish_stats(name, splits, stats))
