@@ -18,9 +18,19 @@ from dseh_jax import input_pipeline
 AXIS_NAME = "batch"
 
 
-def make_predict_fn(apply_fn: Callable) -> Callable:
-  """pmap-ed deterministic forward pass ``(params, inputs [D, b, ...]) -> outputs``."""
-  return jax.pmap(lambda params, x: apply_fn({"params": params}, x), axis_name=AXIS_NAME)
+def make_predict_fn(apply_fn: Callable, *, flip_average: bool = False) -> Callable:
+  """pmap-ed deterministic forward pass ``(params, inputs [D, b, ...]) -> outputs``.
+
+  ``flip_average``: every output is the mean of the outputs for the image and its mirror
+  image (``[.., H, W, C]`` inputs flipped left-right), test-time flip averaging.
+  """
+  def forward(params, x):
+    out = apply_fn({"params": params}, x)
+    if not flip_average:
+      return out
+    mirrored = apply_fn({"params": params}, x[..., ::-1, :])
+    return jax.tree_util.tree_map(lambda a, b: (a + b) / 2, out, mirrored)
+  return jax.pmap(forward, axis_name=AXIS_NAME)
 
 
 def predict_in_batches(predict_fn: Callable, params: Any, inputs: np.ndarray,

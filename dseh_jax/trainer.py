@@ -35,6 +35,7 @@ from dseh_jax.methods.base import Phase, RunContext, encode_splits
 log = logging.getLogger("dseh_jax")
 
 ON_COLLAPSE = ("stop", "warn")
+FINAL = "final codes"        # the predict function of the final codes
 
 
 class CollapseError(RuntimeError):
@@ -85,6 +86,9 @@ class Trainer:
     self.steps = {net: ts.pmap_step(self.method.train_step(config, data, net))
                   for net in self.method.networks}
     self._predict_fns = {net: ts.make_predict_fn(s.apply_fn) for net, s in self.states.items()}
+    if config.imgnet.get("flip_average_codes") and len(data.input_shape) == 3:
+      self._predict_fns[FINAL] = ts.make_predict_fn(
+          self.states[self.method.encoder].apply_fn, flip_average=True)
     self.history: list[dict[str, Any]] = []
     self.run_context = RunContext(config, data, self.num_bits, keys[2], self._predict,
                                   self.history, cache={"encoder_name": self.method.encoder})
@@ -93,8 +97,11 @@ class Trainer:
                                         max_to_keep=config.checkpoints_to_keep)
     self._train_labels = data.train.labels.astype(np.float32)
 
-  def _predict(self, network: str, state_rep, inputs) -> Any:
-    return ts.predict_in_batches(self._predict_fns[network], state_rep.params, inputs,
+  def _predict(self, network: str, state_rep, inputs, *, final: bool = False) -> Any:
+    """``network``'s outputs over ``inputs``; ``final``: those of the final codes (flip
+    averaged when ``imgnet.flip_average_codes`` is set for image inputs)."""
+    fn = self._predict_fns.get(FINAL) if final else None
+    return ts.predict_in_batches(fn or self._predict_fns[network], state_rep.params, inputs,
                                  self.config.eval.batch_size, self.num_devices)
 
   # ------------------------------------------------------------------ checkpoints
@@ -194,6 +201,8 @@ class Trainer:
     return state_rep, handoff_rep, mean
 
   def _end_phase(self, phase: Phase, states_rep, handoff_rep) -> dict[str, Any]:
+    if phase == self.plan[-1]:                   # the final codes from here on
+      self.run_context.cache.update(final=True, encoder=None)
     summary = self.method.end_phase(self.run_context, phase, states_rep, handoff_rep)
     if phase == self.plan[-1]:
       _, q, db = encode_splits(self.run_context, states_rep[self.method.encoder])
@@ -271,6 +280,8 @@ class Trainer:
 
   def _result(self, states_rep, seconds: float) -> RunResult:
     """Codes of every split and the final metrics, from the last phase's summary."""
+    if not self.run_context.cache.get("final"):      # resumed after the last phase
+      self.run_context.cache.update(final=True, encoder=None)
     train_out, q, db = encode_splits(self.run_context, states_rep[self.method.encoder])
     rounds = [h for h in self.history if h["kind"].endswith("_round")]
     metrics = {k: v for k, v in rounds[-1].items()

@@ -22,3 +22,31 @@ def test_readme_gives_exactly_two_commands_and_ci_runs_the_test_one():
   assert len(commands) == 2
   ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
   assert commands[1].strip() in ci
+
+
+def test_readme_adding_a_method_example_trains(monkeypatch, tmp_path):
+  """The "Adding a method" module, registered as the README says, trains and is scored."""
+  import sys
+  import types
+
+  import numpy as np
+
+  from dseh_jax import methods
+  from dseh_jax.data.registry import load_dataset
+  from dseh_jax.trainer import Trainer
+  from test_trainer import tiny_config
+
+  text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+  blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S)
+            if "class LikelihoodOnly" in b]
+  assert len(blocks) == 1 and len(blocks[0].strip().splitlines()) <= 25
+  module = types.ModuleType("dseh_jax.methods.my_method")
+  exec(compile(blocks[0], "README.md", "exec"), module.__dict__)  # pylint: disable=exec-used
+  monkeypatch.setitem(sys.modules, "dseh_jax.methods.my_method", module)
+  monkeypatch.setattr(methods, "NAMES", methods.NAMES + ("my_method",))
+  monkeypatch.setitem(methods.LABELS, "my_method", "MyMethod")
+  config = methods.configure(tiny_config(), "my_method")
+  config.imgnet.epochs_per_round = (2,)
+  result = Trainer(config, load_dataset(config.data), 8, str(tmp_path), progress=False).run()
+  assert [h["kind"] for h in result.history].count("epoch") == 2
+  assert set(np.unique(result.query_codes)) <= {-1, 1} and 0.0 <= result.metrics["map"] <= 1.0

@@ -104,6 +104,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "imgnet.dropout_rate": _num_in(0.0, 1.0, open_hi=True),
     "imgnet.feature_dropout": _num_in(0.0, 1.0, open_hi=True),
     "imgnet.random_shift": _int_in(0),
+    "imgnet.flip_average_codes": ((lambda v: isinstance(v, bool)), "True or False"),
     "imgnet.loss.logit_scale": _num_in(0.0, open_lo=True),
     "imgnet.loss.target_factor": _num_in(0.0, 1.0, open_lo=True),
     **_network_rules("labnet"), **_network_rules("imgnet"),
@@ -120,7 +121,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "checkpoint_min_seconds": _num_in(0.0),
     "checkpoints_to_keep": _int_in(1),
 }
-OPTIONAL = ("data.check_images", "method")   # older configs lack them   # validated when present (older configs lack it)
+OPTIONAL = ("data.check_images", "method", "imgnet.flip_average_codes")   # older configs lack them
 RULES["data.check_images"] = _one_of(CHECK_IMAGES)
 
 

@@ -55,7 +55,7 @@ class RunContext:
   data: Any                                  # dseh_jax.data.splits.RetrievalData
   num_bits: int
   handoff_key: jax.Array                     # draws of a hand-off (DSEH's first buffers)
-  predict: Callable[[str, Any, np.ndarray], Any]   # (network, replicated state, inputs)
+  predict: Callable[..., Any]     # (network, replicated state, inputs, *, final=False)
   history: list[dict[str, Any]]
   cache: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -146,14 +146,15 @@ class Method:
 
 def encode_splits(run: RunContext, encoder_rep, *, pop: bool = False):
   """``(train outputs, query codes, database codes)`` of the encoder as it is now, cached
-  in ``run.cache["encoder"]`` until the encoder trains again (the trainer clears it)."""
+  in ``run.cache["encoder"]`` until the encoder trains again (the trainer clears it);
+  after the last phase (``run.cache["final"]``) those of the final codes."""
   cached = run.cache.pop("encoder", None) if pop else run.cache.get("encoder")
   if cached is not None:
     return cached
-  network = run.cache.get("encoder_name", IMGNET)
-  out = run.predict(network, encoder_rep, run.data.train.inputs)
-  q = run.predict(network, encoder_rep, run.data.query.inputs).hash_logits
-  db = run.predict(network, encoder_rep, run.data.database.inputs).hash_logits
+  network, final = run.cache.get("encoder_name", IMGNET), bool(run.cache.get("final"))
+  out = run.predict(network, encoder_rep, run.data.train.inputs, final=final)
+  q = run.predict(network, encoder_rep, run.data.query.inputs, final=final).hash_logits
+  db = run.predict(network, encoder_rep, run.data.database.inputs, final=final).hash_logits
   encoding = (out, evaluation.binarize(q), evaluation.binarize(db))
   if not pop:
     run.cache["encoder"] = encoding
