@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dseh_jax import baseline_losses, methods, networks
+from dseh_jax import methods, networks
 from dseh_jax import train_steps as ts
 from dseh_jax.configs import validation
 from dseh_jax.data.registry import load_dataset

@@ -18,7 +18,6 @@ import numpy as np
 
 from dseh_jax import train_steps as ts
 from dseh_jax.methods import base
-from dseh_jax.methods.base import IMGNET
 
 
 class PairwiseBankMethod(base.Method):
