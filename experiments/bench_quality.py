@@ -111,16 +111,8 @@ def run_dseh(data, set_name: str, method: str, args, workdir: str) -> dict:
 
 
 def run_shallow(data, method: str, args) -> dict:
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from dseh_jax import baselines, evaluation  # pylint: disable=import-outside-toplevel
-  flat = lambda x: np.asarray(x).reshape(len(x), -1)
-  encoder = baselines.fit(method, flat(data.train.inputs), data.train.labels, args.bits,
-                          args.seed)
-  q, db = encoder.encode(flat(data.query.inputs)), encoder.encode(flat(data.database.inputs))
-  report = evaluation.evaluate_retrieval(q, db, data.query.labels, data.database.labels,
-                                         ties=("stable", "tie_aware"))
-  return {"map": report.map["stable"], "map_tie_aware": report.map["tie_aware"],
-          "nh": evaluation.distinct_codes(db)}
+  from dseh_jax import baselines  # pylint: disable=import-outside-toplevel
+  return baselines.fit_and_evaluate(method, data, args.bits, args.seed)
 
 
 def write_tables(rows: list[dict], out: str) -> None:

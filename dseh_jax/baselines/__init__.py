@@ -27,3 +27,18 @@ def fit(name: str, x_train: Any, y_train: Any, bits: int, key: Any) -> Any:
   if name not in FITTERS:
     raise ValueError(f"name={name!r}; expected one of {sorted(FITTERS)}")
   return FITTERS[name](x_train, y_train, bits, key)
+
+
+def fit_and_evaluate(name: str, data: Any, bits: int, seed: int) -> dict[str, Any]:
+  """Fits ``name`` on ``data.train`` (inputs flattened to vectors) and scores its query
+  codes against its database codes: MAP under both tie policies and ``nh`` (distinct
+  database codes)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from dseh_jax import evaluation  # pylint: disable=import-outside-toplevel
+  flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)
+  encoder = fit(name, flat(data.train.inputs), data.train.labels, bits, seed)
+  q, db = encoder.encode(flat(data.query.inputs)), encoder.encode(flat(data.database.inputs))
+  report = evaluation.evaluate_retrieval(q, db, data.query.labels, data.database.labels,
+                                         ties=("stable", "tie_aware"))
+  return {"map": report.map["stable"], "map_tie_aware": report.map["tie_aware"],
+          "nh": evaluation.distinct_codes(db)}
