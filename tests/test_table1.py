@@ -52,3 +52,21 @@ def test_table1_puts_the_papers_numbers_beside_ours(table1):
 def test_table1_refuses_unknown_methods(table1, tmp_path):
   with pytest.raises(SystemExit, match="unknown"):
     table1.main(["--methods", "dseh,nope", "--out", str(tmp_path)])
+
+
+def test_table2_runs_the_ablations(tmp_path):
+  table2 = load_script("table2")
+  out = tmp_path / "t2"
+  assert table2.main(["--config", "digits", "--variants", "full,A", "--bits", "8",
+                      "--out", str(out)] + _sets()) == 0
+  rows = json.loads((out / "rows.json").read_text())
+  assert [r["variant"] for r in rows] == ["full", "A"]
+  # A = one round: its workdir's history has one LabNet and one ImgNet round.
+  history = json.loads((out / "runs" / "A_s0" / "bits8" / "history.json").read_text())
+  assert [h["kind"] for h in history if h["kind"].endswith("_round")] == [
+      "labnet_round", "imgnet_round"]
+  records = list(csv.DictReader(open(out / "table2.csv")))
+  assert [r["variant"] for r in records] == ["full", "A"]
+  assert float(records[0]["nh_mean"]) == rows[0]["nh"] and float(records[0]["nh_std"]) == 0.0
+  lines, _ = table2.summarize([{**rows[0], "variant": "full"}], "nuswide21")
+  assert "2008 / 0.9664 / 0.7312" in lines[-1]
