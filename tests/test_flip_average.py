@@ -42,3 +42,11 @@ def test_flip_average_changes_only_the_final_codes(tmp_path):
     np.testing.assert_array_equal(runs[flag].database_codes, np.where(logits >= 0, 1, -1))
   epochs = [[h["loss"] for h in runs[f].history if h["kind"] == "epoch"] for f in (False, True)]
   assert epochs[0] == epochs[1]
+
+
+def test_flip_averaged_codes_are_the_recipe_of_photo_configs_only():
+  from dseh_jax import configs  # pylint: disable=import-outside-toplevel
+  for name in configs.NAMES:
+    for choices in ("recipe", "paper", "code"):
+      photos = name not in ("digits", "digits_single") and choices == "recipe"
+      assert configs.get_config(name, choices).imgnet.flip_average_codes == photos, (name, choices)

@@ -7,7 +7,7 @@ images flattened to feature vectors (``backbone="none"``), 8 bits. The generic t
 reproduced them bit for bit on the machine that recorded them; another CPU may round a few
 logits near zero the other way, so the test allows 2% of the bits to differ (a changed
 key, sample order, plan or hand-off changes about half of them). The record predates
-``imgnet.flip_average_codes``, which the test turns off.
+``imgnet.flip_average_codes`` (off in the digits configs).
 """
 import dataclasses
 import os
@@ -31,7 +31,7 @@ def _flatten(data):
 @pytest.mark.parametrize("mode", ["images", "features"])
 def test_generic_trainer_reproduces_the_recorded_dseh_codes(tmp_path, mode):
   config = tiny_config()
-  config.imgnet.flip_average_codes = False     # added to the recipe after the record
+  config.imgnet.flip_average_codes = False     # newer than the record (off for digits)
   data = load_dataset(config.data)
   if mode == "features":
     config.imgnet.backbone = "none"

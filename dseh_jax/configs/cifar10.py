@@ -15,7 +15,7 @@ def get_config(choices: str = "recipe"):
   c.imgnet.backbone = "mini_cnnf"           # from scratch on 32×32 images
   c.imgnet.random_flip = True               # a flipped CIFAR image keeps its class
   c.eval.top_k = 1000                       # MAP@1000, common for CIFAR-10
-  apply_choices(c, choices, labnet_s=0.999)   # code: s = 0.999
+  apply_choices(c, choices, labnet_s=0.999, photos=True)   # code: s = 0.999
   c.imgnet.epochs_per_round = (30, 30, 30)  # every choice: 90 epochs from scratch fit on CPU
   c.imgnet.optimizer.lr_mult_pretrained = 1.0   # nothing pretrained: one rate
   c.imgnet.optimizer.lr_mult_new = 1.0

@@ -13,5 +13,5 @@ def get_config(choices: str = "recipe"):
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer.lr = 10 ** -3.5         # code
   c.eval.top_k = 5000                        # HashNet protocol
-  apply_choices(c, choices, labnet_s=0.8)   # code: s = 0.8
+  apply_choices(c, choices, labnet_s=0.8, photos=True)   # code: s = 0.8
   return c

@@ -15,6 +15,6 @@ def get_config(choices: str = "recipe"):
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer.lr = 10 ** -4.5         # code
   c.eval.top_k = 1000                        # HashNet protocol
-  apply_choices(c, choices, labnet_s=5.0, one_rate=True,
+  apply_choices(c, choices, labnet_s=5.0, one_rate=True, photos=True,
                 labnet_weights={"j1": 0.0, "j2": 1.0, "j3": 1.0, "j4": 0.1})
   return c

@@ -13,5 +13,5 @@ def get_config(choices: str = "recipe"):
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer.lr = 1e-4               # code
   c.eval.top_k = 5000                        # HashNet protocol, reported next to MAP@all
-  apply_choices(c, choices, labnet_s=0.999)   # code: s = 0.999
+  apply_choices(c, choices, labnet_s=0.999, photos=True)   # code: s = 0.999
   return c
