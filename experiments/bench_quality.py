@@ -112,7 +112,7 @@ def run_dseh(data, set_name: str, method: str, args, workdir: str) -> dict:
 
 def run_shallow(data, method: str, args) -> dict:
   from dseh_jax import baselines  # pylint: disable=import-outside-toplevel
-  return baselines.fit_and_evaluate(method, data, args.bits, args.seed)
+  return baselines.fit_and_evaluate(method, data, args.bits, args.seed)[0]
 
 
 def write_tables(rows: list[dict], out: str) -> None:

@@ -14,7 +14,9 @@ fc7 features of a pretrained CNN-F, SPEC §8) or, without it, on the inputs as v
 (pixels, for the sets trained from scratch). ``--select KEY=V1,V2`` chooses deep methods'
 settings on a validation split carved from the training set (``dseh_jax.selection``; the
 chosen values are in the table). Writes ``OUT/rows.json`` (finished cells are kept, so a
-rerun resumes), ``OUT/table1.csv`` and ``OUT/table1.md``: MAP over the whole ranking,
+rerun resumes), every run's ``bits{K}/curves.json`` under ``OUT/runs/<method>_s<seed>``
+(``experiments/figures.py`` draws Figures 3–5 from them), ``OUT/table1.csv`` and
+``OUT/table1.md``: MAP over the whole ranking,
 mean ± std over the seeds, ties stable and tie-aware, and the paper's number beside ours on
 the paper's datasets.
 """
@@ -117,6 +119,7 @@ def run_deep(args, method: str, seed: int, bits: list[int]) -> dict[int, dict]:
 def run_shallow(args, method: str, seed: int, bits: int, cache: dict) -> dict:
   # pylint: disable=import-outside-toplevel
   from dseh_jax import baselines
+  from dseh_jax.atomic_io import write_json
   if "data" not in cache:
     from dseh_jax.data.registry import load_dataset
     from dseh_jax.experiment import prepare
@@ -125,7 +128,11 @@ def run_shallow(args, method: str, seed: int, bits: int, cache: dict) -> dict:
       config.data.name, config.data.kwargs = "features", {"path": args.shallow_features}
       config.imgnet.backbone = "none"
     cache["data"] = prepare(config, load_dataset(config.data, seed=seed), progress=False)
-  return baselines.fit_and_evaluate(method, cache["data"], bits, seed)
+  metrics, report = baselines.fit_and_evaluate(method, cache["data"], bits, seed)
+  bit_dir = os.path.join(args.out, "runs", f"{method}_s{seed}", f"bits{bits}")
+  os.makedirs(bit_dir, exist_ok=True)             # curves.json as the trainer writes it
+  write_json(os.path.join(bit_dir, "curves.json"), report.to_dict())
+  return metrics
 
 
 def summarize(rows: list[dict], config: str) -> tuple[list[str], list[dict]]:

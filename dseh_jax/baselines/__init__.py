@@ -29,10 +29,11 @@ def fit(name: str, x_train: Any, y_train: Any, bits: int, key: Any) -> Any:
   return FITTERS[name](x_train, y_train, bits, key)
 
 
-def fit_and_evaluate(name: str, data: Any, bits: int, seed: int) -> dict[str, Any]:
+def fit_and_evaluate(name: str, data: Any, bits: int, seed: int) -> tuple[dict[str, Any], Any]:
   """Fits ``name`` on ``data.train`` (inputs flattened to vectors) and scores its query
-  codes against its database codes: MAP under both tie policies and ``nh`` (distinct
-  database codes)."""
+  codes against its database codes: ``(metrics, report)`` with MAP under both tie policies
+  and ``nh`` (distinct database codes), and the full
+  :class:`~dseh_jax.evaluation.RetrievalReport` (curves)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from dseh_jax import evaluation  # pylint: disable=import-outside-toplevel
   flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)
@@ -40,5 +41,5 @@ def fit_and_evaluate(name: str, data: Any, bits: int, seed: int) -> dict[str, An
   q, db = encoder.encode(flat(data.query.inputs)), encoder.encode(flat(data.database.inputs))
   report = evaluation.evaluate_retrieval(q, db, data.query.labels, data.database.labels,
                                          ties=("stable", "tie_aware"))
-  return {"map": report.map["stable"], "map_tie_aware": report.map["tie_aware"],
-          "nh": evaluation.distinct_codes(db)}
+  return ({"map": report.map["stable"], "map_tie_aware": report.map["tie_aware"],
+           "nh": evaluation.distinct_codes(db)}, report)
