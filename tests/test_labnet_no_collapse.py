@@ -15,26 +15,13 @@ import pytest
 
 from dseh_jax import configs, evaluation
 from dseh_jax import train_steps as ts
+from dseh_jax.data import synthetic
 from dseh_jax.networks import create_labnet_state, labnet_loss_kwargs
 
 ROWS, CONCEPTS, BITS = 10_500, 21, 32
 EPOCHS = int(os.environ.get("LABNET_TEST_EPOCHS", 2))
-# Rough NUS-WIDE-21 concept frequencies among labelled images (sky, clouds, person, ...).
-FREQUENCIES = np.array([.34, .25, .25, .16, .13, .10, .09, .09, .08, .06, .06, .05, .05,
-                        .05, .05, .04, .04, .04, .03, .03, .03])
-
-
 def nus_shaped_labels(seed: int = 0) -> np.ndarray:
-  """``[10500, 21]`` float32 multi-hot: each row picks one of 6 latent scenes that raise
-  the odds of their concepts, then draws each concept independently."""
-  rng = np.random.default_rng(seed)
-  scenes = rng.random((6, CONCEPTS)) < 0.25                 # concepts each scene favours
-  scene = rng.integers(0, 6, size=ROWS)
-  p = np.clip(FREQUENCIES[None, :] * np.where(scenes[scene], 2.5, 0.6), 0, 0.95)
-  labels = rng.random((ROWS, CONCEPTS)) < p
-  empty = ~labels.any(axis=1)
-  labels[empty, rng.choice(CONCEPTS, size=empty.sum(), p=FREQUENCIES / FREQUENCIES.sum())] = 1
-  return labels.astype(np.float32)
+  return synthetic.nus_shaped_labels(ROWS, seed)
 
 
 def single_labels(classes: int = 10, per_class: int = 500) -> np.ndarray:
