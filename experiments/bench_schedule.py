@@ -71,9 +71,8 @@ def phase_seconds(history) -> dict[str, float]:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  if args.host_devices:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={args.host_devices}")
+  from dseh_jax.host_devices import simulate_cpu_devices  # pylint: disable=import-outside-toplevel
+  simulate_cpu_devices(args.host_devices)
   # pylint: disable=import-outside-toplevel
   import jax
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -217,8 +217,8 @@ def table(rows, shape) -> str:
 def main(argv=None) -> int:
   args = parse_args(argv)
   if args.devices > 1 and "jax" not in sys.modules:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={args.devices}")
+    from dseh_jax.host_devices import simulate_cpu_devices  # pylint: disable=import-outside-toplevel
+    simulate_cpu_devices(args.devices)
   # JAX is imported only after XLA_FLAGS is final.
   import jax  # pylint: disable=import-outside-toplevel
   from dseh_jax import configs  # pylint: disable=import-outside-toplevel

@@ -164,9 +164,8 @@ def encode_from_checkpoint(args, bit_dir: str, splits) -> dict[str, Any]:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  if args.host_devices:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={args.host_devices}")
+  from dseh_jax.host_devices import simulate_cpu_devices  # pylint: disable=import-outside-toplevel
+  simulate_cpu_devices(args.host_devices)
   bit_dir = os.path.join(args.workdir, f"bits{args.bits}")
   splits = SPLITS if args.split == "all" else (args.split,)
   source = args.source

@@ -97,9 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  if args.host_devices:   # read when JAX first starts its backend, which has not happened yet
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={args.host_devices}")
+  from dseh_jax.host_devices import simulate_cpu_devices  # pylint: disable=import-outside-toplevel
+  simulate_cpu_devices(args.host_devices)   # before JAX starts its backend
   from dseh_jax import configs  # pylint: disable=import-outside-toplevel
   from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
   from train_dseh import apply_overrides  # pylint: disable=import-outside-toplevel,import-error

@@ -165,9 +165,8 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-  if args.host_devices:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={args.host_devices}")
+  from dseh_jax.host_devices import simulate_cpu_devices  # pylint: disable=import-outside-toplevel
+  simulate_cpu_devices(args.host_devices)
   # JAX is imported only after XLA_FLAGS is final.
   from dseh_jax import configs, methods  # pylint: disable=import-outside-toplevel
   from dseh_jax.configs import variants  # pylint: disable=import-outside-toplevel
