@@ -74,7 +74,7 @@ def test_unknown_set_or_method_is_refused(bench, tmp_path):
   with pytest.raises(SystemExit, match="unknown development set"):
     bench.load_set("mnist", bench.parse_args(["--out", str(tmp_path)]))
   with pytest.raises(SystemExit, match="unknown method"):
-    bench.main(["--out", str(tmp_path), "--methods", "dseh,dpsh"])
+    bench.main(["--out", str(tmp_path), "--methods", "dseh,dpsh,nope"])
 
 
 def test_every_shallow_method_of_the_bench_is_a_baseline(bench):
