@@ -115,7 +115,7 @@ def jax_setup(step: str, data, input_shape, config, args):
     if step == "imgnet":
       kw.update(flip=bool(config.imgnet.random_flip),
                 max_shift=int(config.imgnet.random_shift))
-  bank = (ts.LabNetTargets if step == "imgnet" else ts.LabNetBuffers)(
+  bank = (ts.LabNetBuffers if step == "labnet" else ts.LabNetTargets)(
       data["semantic"], data["codes"], data["labels"])
   batch = {"inputs": data["inputs"], "labels": data["batch_labels"], "index": data["index"]}
   return fn, kw, state, bank, batch, key
