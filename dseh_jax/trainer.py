@@ -13,7 +13,6 @@ resumed run ends with the same codes as an uninterrupted one.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -23,14 +22,14 @@ from typing import Any, Optional
 import jax
 import ml_collections
 import numpy as np
-import tqdm
 
-from dseh_jax import evaluation, faults, input_pipeline, methods, networks, run_identity
+from dseh_jax import evaluation, faults, methods, networks, run_identity
 from dseh_jax import run_metrics
 from dseh_jax import train_steps as ts
-from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.data.splits import RetrievalData
 from dseh_jax.methods.base import Phase, RunContext, encode_splits
+from dseh_jax.epochs import EpochRunner
+from dseh_jax.run_checkpoints import RunCheckpoints
 
 log = logging.getLogger("dseh_jax")
 
@@ -81,10 +80,12 @@ class Trainer:
     self.key = jax.random.fold_in(jax.random.PRNGKey(config.seed), self.num_bits)
     keys = jax.random.split(self.key, 3)
     self.states = self.method.create_states(config, data, self.num_bits, keys)
-    self.schedules = {net: networks.make_schedule(config[net], self.num_train, net)
-                      for net in self.method.networks}
-    self.steps = {net: ts.pmap_step(self.method.train_step(config, data, net))
-                  for net in self.method.networks}
+    schedules = {net: networks.make_schedule(config[net], self.num_train, net)
+                 for net in self.method.networks}
+    steps = {net: ts.pmap_step(self.method.train_step(config, data, net))
+             for net in self.method.networks}
+    self.epochs = EpochRunner(config, data, self.num_bits, self.key, steps, schedules,
+                              workdir=workdir, progress=progress)
     self._predict_fns = {net: ts.make_predict_fn(s.apply_fn) for net, s in self.states.items()}
     if config.imgnet.get("flip_average_codes") and len(data.input_shape) == 3:
       self._predict_fns[FINAL] = ts.make_predict_fn(
@@ -93,9 +94,8 @@ class Trainer:
     self.run_context = RunContext(config, data, self.num_bits, keys[2], self._predict,
                                   self.history, cache={"encoder_name": self.method.encoder})
     self._last_report: Optional[evaluation.RetrievalReport] = None
-    self.checkpointer = RunCheckpointer(f"{workdir}/checkpoints",
-                                        max_to_keep=config.checkpoints_to_keep)
-    self._train_labels = data.train.labels.astype(np.float32)
+    self.checkpoints = RunCheckpoints(workdir, config, self.plan, self.num_bits,
+                                      self.identity, self.key)
 
   def _predict(self, network: str, state_rep, inputs, *, final: bool = False) -> Any:
     """``network``'s outputs over ``inputs``; ``final``: those of the final codes (flip
@@ -104,101 +104,25 @@ class Trainer:
     return ts.predict_in_batches(fn or self._predict_fns[network], state_rep.params, inputs,
                                  self.config.eval.batch_size, self.num_devices)
 
-  # ------------------------------------------------------------------ checkpoints
-
-  def _phase_of(self, epochs_done: int) -> Phase:
-    """The phase of the last epoch done."""
-    return next(p for p in self.plan if epochs_done <= p.first_epoch + p.epochs)
-
-  def _checkpoint_state(self, states, handoff, epochs_done: int) -> dict[str, Any]:
-    tree = {**states, "key": self.key}
-    if self._phase_of(epochs_done).evolving:
-      tree["bank"] = {f: getattr(handoff, f) for f in handoff.SAVED}
-    return tree
-
-  def _save(self, epochs_done: int, states_rep, handoff_rep) -> None:
-    state = self._checkpoint_state(ts.unreplicate(states_rep), ts.unreplicate(handoff_rep),
-                                   epochs_done)
-    meta = {"epochs_done": epochs_done, "num_bits": self.num_bits,
-            "config": json.loads(self.config.to_json()),
-            "data_fingerprint": self.identity["data_fingerprint"], "history": self.history}
-    self.checkpointer.save(epochs_done, state, meta)
-
   def restore(self) -> tuple[int, dict[str, Any], Any]:
     """``(epochs done, train states, hand-off or None)`` from the latest checkpoint under
     ``workdir`` (the fresh states and 0 when there is none); refuses a checkpoint of
     another training config, other data or another bit length (naming what differs); a
     damaged newest checkpoint falls back to the newest intact one
-    (:meth:`RunCheckpointer.restore_latest`)."""
-    found = self.checkpointer.latest_intact_meta()
+    (:class:`dseh_jax.run_checkpoints.RunCheckpoints`)."""
+    found = self.checkpoints.restore(
+        self.states, lambda phase: self.method.handoff_template(self.run_context, phase))
     if found is None:
       return 0, self.states, None
-    step, meta = found
-    where = f"{self.workdir}/checkpoints/{step}"
-    stored = run_identity.identity(meta["config"], meta.get("data_fingerprint"))
-    run_identity.check_same_run(stored, self.identity, where)   # fingerprint None: older
-    if meta["num_bits"] != self.num_bits:
-      raise run_identity.RunMismatchError(
-          f"{where} holds a {meta['num_bits']}-bit run, not {self.num_bits} bits")
-    phase = self._phase_of(int(meta["epochs_done"]))
-    template = self.method.handoff_template(self.run_context, phase)
-    like = self._checkpoint_state(self.states, template, int(meta["epochs_done"]))
-    step, tree, meta = self.checkpointer.restore_latest(like)
-    self.history[:] = list(meta["history"])
-    handoff = template.replace(**tree["bank"]) if "bank" in tree else None
-    log.info("resuming %d-bit run after epoch %d of %d", self.num_bits,
-             meta["epochs_done"], self.total_epochs)
-    return int(meta["epochs_done"]), {n: tree[n] for n in self.states}, handoff
-
-  # ------------------------------------------------------------------ epochs
-
-  def _epoch_batches(self, phase: Phase, order: np.ndarray, batch_size: int, n_steps: int):
-    """The epoch's batches in order, sharded ``[devices, per_device, ...]``.
-
-    Batches with inputs read (and, for an :class:`~dseh_jax.input_pipeline.ImageArray`,
-    decode) their items in a background thread and reach the devices two steps ahead;
-    label-only batches (LabNet) are cheap enough to build in line.
-    """
-    def make_batch(s: int) -> dict[str, np.ndarray]:
-      index = order[s * batch_size:(s + 1) * batch_size]
-      batch = {"labels": self._train_labels[index], "index": index.astype(np.int32)}
-      if phase.inputs:
-        batch["inputs"] = self.data.train.inputs[index]
-      return batch
-
-    if phase.inputs:
-      return input_pipeline.prefetch_train_batches(make_batch, n_steps, self.num_devices,
-                                                   axis_name=ts.AXIS_NAME)
-    return (ts.shard_batch(make_batch(s), self.num_devices) for s in range(n_steps))
+    done, states, handoff, history = found
+    self.history[:] = list(history)
+    log.info("resuming %d-bit run after epoch %d of %d", self.num_bits, done,
+             self.total_epochs)
+    return done, states, handoff
 
   def _run_epoch(self, phase: Phase, epoch: int, state_rep, handoff_rep):
-    """One epoch of ``phase``; returns ``(state, hand-off, mean metrics)``."""
-    g = phase.first_epoch + epoch
-    batch_size = self.config[phase.network].batch_size
-    n_steps = networks.steps_per_epoch(self.num_train, batch_size, phase.network)
-    seq = np.random.SeedSequence([self.config.seed, self.num_bits, g])
-    order = np.random.default_rng(seq).permutation(self.num_train)
-    keys = np.asarray(jax.random.split(jax.random.fold_in(self.key, g), n_steps))
-    step_fn, metrics = self.steps[phase.network], []
-    batches = self._epoch_batches(phase, order, batch_size, n_steps)
-    with contextlib.closing(batches):              # stops the prefetch thread on errors
-      bar = tqdm.tqdm(batches, total=n_steps, disable=not self.progress, leave=False,
-                      desc=f"{self.num_bits}b r{phase.round} {phase.network} e{epoch}")
-      for s, batch in enumerate(bar):
-        rng = np.broadcast_to(keys[s], (self.num_devices, 2))
-        state_rep, handoff_rep, m = step_fn(state_rep, handoff_rep, batch, rng)
-        metrics.append(m)
-        faults.reached(f"{phase.network}_step")
-    metrics = jax.device_get(metrics)            # one transfer per epoch, not per step
-    mean = {k: float(np.mean([m[k][0] for m in metrics])) for k in metrics[0]}
-    if not np.isfinite(mean["loss"]):
-      raise FloatingPointError(
-          f"{phase.network} loss became {mean['loss']} in round {phase.round}, epoch {epoch} "
-          f"at {self.num_bits} bits; the checkpoints before it are kept in "
-          f"{self.workdir}/checkpoints (try a lower learning rate or optimizer.clip in a "
-          "new workdir)")
-    mean["lr"] = float(self.schedules[phase.network](np.asarray(state_rep.step[0]) - 1))
-    return state_rep, handoff_rep, mean
+    """One epoch of ``phase`` (:class:`dseh_jax.epochs.EpochRunner`)."""
+    return self.epochs.run(phase, epoch, state_rep, handoff_rep)
 
   def _end_phase(self, phase: Phase, states_rep, handoff_rep) -> dict[str, Any]:
     if phase == self.plan[-1]:                   # the final codes from here on
@@ -271,7 +195,7 @@ class Trainer:
           self._log(summary)
           faults.reached("phase_summary")
         if last or (done % every == 0 and time.time() - last_save >= min_gap):
-          self._save(done, states_rep, handoff_rep)
+          self.checkpoints.save(done, states_rep, handoff_rep, self.history)
           last_save = time.time()
           faults.reached("checkpoint_saved")
         if last:
@@ -289,7 +213,7 @@ class Trainer:
     metrics["collapsed"] = any(h.get("collapsed") for h in rounds)
     metrics.update(self.method.result_metrics(self.history))
     metrics["seconds_this_process"] = round(seconds, 2)
-    self.checkpointer.close()
+    self.checkpoints.close()
     figures = self.method.figure_data(self.run_context, states_rep, train_out)
     return RunResult(self.num_bits, evaluation.binarize(train_out.hash_logits), q, db,
                      metrics, self.history, figures)
