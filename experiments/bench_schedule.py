@@ -1,7 +1,7 @@
 """The whole feature-mode DSEH schedule at NUS-WIDE scale, end to end, on synthetic data.
 
     python experiments/bench_schedule.py --out runs/bench_schedule      # NUS-WIDE shapes
-    python experiments/bench_schedule.py --quick --out /tmp/bs          # tiny, a smoke run
+    python experiments/bench_schedule.py --quick --out runs/bench_quick   # tiny, a smoke run
 
 NUS-WIDE-shaped inputs (``dseh_jax.data.synthetic``: 21 concepts with the real set's skewed
 frequencies; 4096-d fc7-like features following the labels): 10,500 training points,
