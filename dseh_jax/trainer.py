@@ -92,7 +92,7 @@ class Trainer:
           self.states[self.method.encoder].apply_fn, flip_average=True)
     self.history: list[dict[str, Any]] = []
     self.run_context = RunContext(config, data, self.num_bits, keys[2], self._predict,
-                                  self.history, cache={"encoder_name": self.method.encoder})
+                                  self.history, encoder=self.method.encoder)
     self._last_report: Optional[evaluation.RetrievalReport] = None
     self.checkpoints = RunCheckpoints(workdir, config, self.plan, self.num_bits,
                                       self.identity, self.key)

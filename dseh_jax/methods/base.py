@@ -57,6 +57,7 @@ class RunContext:
   handoff_key: jax.Array                     # draws of a hand-off (DSEH's first buffers)
   predict: Callable[..., Any]     # (network, replicated state, inputs, *, final=False)
   history: list[dict[str, Any]]
+  encoder: str = IMGNET                      # the network whose codes are the run's
   cache: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
@@ -151,7 +152,7 @@ def encode_splits(run: RunContext, encoder_rep, *, pop: bool = False):
   cached = run.cache.pop("encoder", None) if pop else run.cache.get("encoder")
   if cached is not None:
     return cached
-  network, final = run.cache.get("encoder_name", IMGNET), bool(run.cache.get("final"))
+  network, final = run.encoder, bool(run.cache.get("final"))
   out = run.predict(network, encoder_rep, run.data.train.inputs, final=final)
   q = run.predict(network, encoder_rep, run.data.query.inputs, final=final).hash_logits
   db = run.predict(network, encoder_rep, run.data.database.inputs, final=final).hash_logits
