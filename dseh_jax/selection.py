@@ -10,6 +10,7 @@ the whole training set with it (``experiments/train_dseh.py --select``).
 """
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import itertools
@@ -48,6 +49,24 @@ def validation_data(data: RetrievalData, *, fraction: float = 0.2, seed: int = 0
            "train": len(fit), "validation": len(val)}
   return RetrievalData(f"{data.name}:validation", fit, val, fit, data.class_names,
                        stats=stats)
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+  """``--select`` items ``["KEY=V1,V2", ...]`` → ``{KEY: [V1, V2]}``, each value a Python
+  literal where it parses and text otherwise."""
+  grid = {}
+  for item in items:
+    key, sep, raw = item.partition("=")
+    if not sep or not raw:
+      raise ValueError(f"--select {item!r}: expected KEY=V1,V2,...")
+    values = []
+    for text in raw.split(","):
+      try:
+        values.append(ast.literal_eval(text))
+      except (ValueError, SyntaxError):
+        values.append(text)
+    grid[key] = values
+  return grid
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -127,3 +146,23 @@ def select(config: ml_collections.ConfigDict, data: RetrievalData,
   selection = Selection(best, rows, bits, fraction)
   write_json(os.path.join(workdir, "selection.json"), selection.to_dict())
   return selection
+
+
+def select_shallow(name: str, data: RetrievalData, grid: Mapping[str, Sequence[Any]], *,
+                   bits: int, seed: int, fraction: float = 0.2) -> Selection:
+  """The keyword arguments of shallow baseline ``name`` (``dseh_jax.baselines``; e.g.
+  ``{"num_anchors": [300, 1000]}`` for KSH) with the best tie-aware MAP on
+  :func:`validation_data` of ``data`` (ties: the first point); the queries are never used."""
+  from dseh_jax import baselines  # pylint: disable=import-outside-toplevel
+  points = grid_points(grid)
+  if not grid or not points:
+    raise ValueError("the selection grid is empty")
+  val = validation_data(data, fraction=fraction, seed=seed)
+  rows = []
+  for point in points:
+    metrics, _ = baselines.fit_and_evaluate(name, val, bits, seed, **point)
+    rows.append({"point": point, "score": float(metrics[SCORE]),
+                 "map": float(metrics["map"]), "nh": metrics["nh"]})
+    log.info("selection %s %s: validation MAP tie-aware %.4f", name, point, rows[-1]["score"])
+  best = max(rows, key=lambda r: r["score"])["point"]
+  return Selection(best, rows, bits, fraction)

@@ -52,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help=f"some of {','.join(METHODS)}")
   p.add_argument("--image_mode", action="store_true", help="also the image sets")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="config override for every DSEH run (ablations)")
+                 help="config override for every deep run (ablations), as "
+                      "--config.KEY=VALUE is in train_dseh.py")
   p.add_argument("--tag", default="", help="label of this configuration in the table")
   return p.parse_args(argv)
 
@@ -79,8 +80,7 @@ def load_set(name: str, args):
 
 def dseh_config(set_name: str, method: str, args):
   from dseh_jax import configs, methods  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from train_dseh import apply_overrides  # pylint: disable=import-outside-toplevel
+  from dseh_jax.command_line import apply_overrides  # pylint: disable=import-outside-toplevel
   image = not set_name.endswith("_pixels")
   c = configs.get_config("cifar10" if image else "nuswide21", CHOICES[method])
   if not image:

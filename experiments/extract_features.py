@@ -1,19 +1,19 @@
 """Extract ImageNet CNN-F fc7 features of every split (SPEC §4 feature mode).
 
-    python experiments/extract_features.py --config nuswide21 --data_dir /data/NUS-WIDE \\
-        --weights imagenet-vgg-f.mat --out feats.npz
+    python experiments/extract_features.py --config nuswide21 \\
+        --config.data.kwargs.data_dir=/data/NUS-WIDE --weights imagenet-vgg-f.mat \\
+        --out feats.npz
 
 Runs the pretrained CNN-F (conv1…fc7, deterministic: no dropout) over the train, query and
 database images and writes ``x_train, y_train, x_query, y_query, x_database, y_database``
 plus ``ids_train, ids_query, ids_database`` to ``--out`` (.npz, written atomically). Train
-DSEH in feature mode on it with ``--set data.name=features --set data.kwargs.path=OUT
---set imgnet.backbone=none``.
+DSEH in feature mode on it with ``--config.data.name=features
+--config.data.kwargs.path=OUT --config.imgnet.backbone=none``. ``--config`` and its
+``--config.FIELD=VALUE`` overrides are train_dseh.py's.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
 import time
 from typing import Any, Optional
@@ -21,14 +21,11 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-for _path in (os.path.dirname(HERE), HERE):    # the package and train_dseh.py
-  if _path not in sys.path:
-    sys.path.insert(0, _path)
+from absl import flags
 
-from dseh_jax import atomic_io, input_pipeline, models, pretrained  # pylint: disable=wrong-import-position
-from dseh_jax import train_steps as ts  # pylint: disable=wrong-import-position
-from dseh_jax.data.splits import RetrievalData  # pylint: disable=wrong-import-position
+from dseh_jax import atomic_io, command_line, input_pipeline, models, pretrained
+from dseh_jax import train_steps as ts
+from dseh_jax.data.splits import RetrievalData
 
 log = logging.getLogger("dseh_jax")
 SPLITS = ("train", "query", "database")
@@ -77,37 +74,33 @@ def write_features(path: str, features: dict[str, np.ndarray]) -> None:
   atomic_io.atomic_write(path, lambda f: np.savez(f, **features))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", required=True, help="nuswide21, coco or imagenet100")
-  p.add_argument("--data_dir", default="", help="dataset folder (sets data.kwargs.data_dir)")
-  p.add_argument("--weights", required=True, help="MatConvNet imagenet-vgg-f.mat")
-  p.add_argument("--out", required=True, help="output .npz")
-  p.add_argument("--batch_size", type=int, default=256)
-  p.add_argument("--mean", default="file", choices=("file", "config"),
-                 help="'file': subtract the .mat's averageImage (default); 'config': the "
-                      "dataset config's mean (data.mean)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="config override, as in train_dseh.py (repeatable)")
-  p.add_argument("--host_devices", type=int, default=0,
-                 help="simulate N CPU devices (sets XLA_FLAGS before JAX starts)")
-  p.add_argument("--no_progress", action="store_true", help="hide the tqdm bars")
-  return p.parse_args(argv)
+def define_flags(values: flags.FlagValues) -> None:
+  """This script's flags besides ``--config`` (e.g. nuswide21, coco or imagenet100)."""
+  for name, text in (("weights", "MatConvNet imagenet-vgg-f.mat"), ("out", "output .npz")):
+    flags.DEFINE_string(name, None, text, flag_values=values)
+    flags.mark_flag_as_required(name, flag_values=values)
+  flags.DEFINE_integer("batch_size", 256, "images per forward pass", flag_values=values)
+  flags.DEFINE_enum("mean", "file", ["file", "config"], "'file': subtract the .mat's "
+                    "averageImage; 'config': the dataset config's mean (data.mean)",
+                    flag_values=values)
+  flags.DEFINE_integer("host_devices", 0, "simulate N CPU devices (sets XLA_FLAGS before "
+                       "JAX starts its backends)", flag_values=values)
+  flags.DEFINE_bool("no_progress", False, "hide the tqdm bars", flag_values=values)
+
+
+def parse_args(argv=None) -> flags.FlagValues:
+  return command_line.parse(argv, define_flags, description=__doc__.splitlines()[0],
+                            default_config="nuswide21")
 
 
 def main(argv=None) -> int:
   args = parse_args(argv)
   from dseh_jax.host_devices import simulate_cpu_devices  # pylint: disable=import-outside-toplevel
   simulate_cpu_devices(args.host_devices)   # before JAX starts its backend
-  from dseh_jax import configs  # pylint: disable=import-outside-toplevel
   from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
-  from train_dseh import apply_overrides  # pylint: disable=import-outside-toplevel,import-error
 
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-  config = configs.get_config(args.config)
-  if args.data_dir:
-    config.data.kwargs.data_dir = args.data_dir
-  apply_overrides(config, args.set)
+  config = args.config
   spec = models.BACKBONES["cnnf"]
   t0 = time.time()
   data = load_dataset(config.data, seed=config.seed)

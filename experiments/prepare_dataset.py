@@ -65,9 +65,9 @@ def main(argv=None) -> int:
   print(json.dumps({"splits": {k: v.num_examples for k, v in builder.info.splits.items()},
                     "stats": dict(builder.info.metadata).get("stats", {})}, indent=1))
   print("train on it with:\n  python experiments/train_dseh.py "
-        f"--config {TRAIN_CONFIGS[args.dataset]} --data_dir {data_dir} "
-        f"--set data.name=tfds --set data.kwargs.builder={args.dataset} "
-        f"--set data.kwargs.config={config} --workdir WORKDIR")
+        f"--config {TRAIN_CONFIGS[args.dataset]} --config.data.kwargs.data_dir={data_dir} "
+        f"--config.data.name=tfds --config.data.kwargs.builder={args.dataset} "
+        f"--config.data.kwargs.config={config} --workdir WORKDIR")
   return 0
 
 

@@ -1,12 +1,15 @@
 """Table 1 of the paper (SPEC §7) on one dataset: every method × code length × seed.
 
     python experiments/table1.py --config digits --out runs/table1_digits
-    python experiments/table1.py --config cifar10 --data_dir ~/data/cifar10 --bits 32 \\
-        --seeds 0,1,2 --out runs/table1_cifar10
-    python experiments/table1.py --config nuswide21 --data_dir /data/NUS-WIDE \\
+    python experiments/table1.py --config cifar10 \\
+        --config.data.kwargs.data_dir=~/data/cifar10 --bits 32 --seeds 0,1,2 \\
+        --out runs/table1_cifar10
+    python experiments/table1.py --config nuswide21 \\
+        --config.data.kwargs.data_dir=/data/NUS-WIDE \\
         --shallow_features runs/fc7_nus.npz --out runs/table1_nus
 
-Deep methods (DSEH and the baselines of ``dseh_jax.methods``) train with the config's
+``--config`` and its ``--config.FIELD=VALUE`` overrides are train_dseh.py's; each method of
+``--methods`` replaces the config's method (with its default settings). Deep methods (DSEH and the baselines of ``dseh_jax.methods``) train with the config's
 defaults through the shared trainer (one workdir per method and seed under ``OUT/runs``,
 every code length in it); shallow methods (``dseh_jax.baselines``) fit on
 ``--shallow_features`` (a feature file of ``experiments/extract_features.py``, e.g. the
@@ -22,7 +25,6 @@ the paper's datasets.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -31,7 +33,7 @@ import time
 
 DEEP = ("dseh", "hashnet", "dhn", "dpsh", "cnnh")
 SHALLOW = ("sdh", "itq_cca", "ksh", "itq", "sh", "lsh")
-PAPER_SET = {"nuswide21": "NUS-WIDE", "imagenet100": "ImageNet", "coco": "MS-COCO"}
+PAPER_SET = {"nus_wide21": "NUS-WIDE", "imagenet100": "ImageNet", "coco": "MS-COCO"}
 PAPER_BITS = (16, 32, 48, 64)
 # SPEC §7, Table 1: MAP at 16 / 32 / 48 / 64 bits.
 PAPER = {
@@ -56,41 +58,46 @@ PAPER = {
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", default="digits", help="a config of dseh_jax.configs")
-  p.add_argument("--data_dir", default="", help="the dataset folder (data.kwargs.data_dir)")
-  p.add_argument("--methods", default=",".join(DEEP + SHALLOW))
-  p.add_argument("--bits", default="16,32,48,64")
-  p.add_argument("--seeds", default="0")
-  p.add_argument("--shallow_features", default="",
-                 help="feature file for the shallow methods (default: the inputs as vectors)")
-  p.add_argument("--select", action="append", default=[], metavar="KEY=V1,V2,...",
-                 help="choose a deep method's setting on a validation split (repeatable)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="config override for every method, as in train_dseh.py (repeatable)")
-  p.add_argument("--out", required=True)
-  p.add_argument("--progress", action="store_true", help="tqdm bars of the deep runs")
-  return p.parse_args(argv)
+def define_flags(values) -> None:
+  """This script's flags besides ``--config`` (the dataset, as in train_dseh.py)."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_list("methods", list(DEEP + SHALLOW), "methods to run", flag_values=values)
+  flags.DEFINE_list("bits", ["16", "32", "48", "64"], "code lengths", flag_values=values)
+  flags.DEFINE_list("seeds", ["0"], "training seeds", flag_values=values)
+  flags.DEFINE_string("shallow_features", "", "feature file for the shallow methods "
+                      "(default: the inputs as vectors)", flag_values=values)
+  flags.DEFINE_multi_string("select", [], "KEY=V1,V2,...: choose a deep method's setting on "
+                            "a validation split (repeatable)", flag_values=values)
+  flags.DEFINE_multi_string("select_shallow", [], "METHOD.PARAM=V1,V2,...: choose a shallow "
+                            "method's fit argument on a validation split (repeatable), e.g. "
+                            "ksh.num_anchors=300,1000", flag_values=values)
+  flags.DEFINE_string("out", None, "output folder", flag_values=values)
+  flags.mark_flag_as_required("out", flag_values=values)
+  flags.DEFINE_bool("progress", False, "tqdm bars of the deep runs", flag_values=values)
 
 
-def _ints(text: str, flag: str) -> list[int]:
+def parse_args(argv=None):
+  """``argv`` → the flags; ``.config`` is the dataset's config (its method is replaced by
+  each of ``--methods``)."""
+  from dseh_jax import command_line  # pylint: disable=import-outside-toplevel
+  return command_line.parse(argv, define_flags, description=__doc__.splitlines()[0])
+
+
+def ints(values, flag: str) -> list[int]:
   try:
-    return [int(v) for v in text.split(",")]
+    return [int(v) for v in values]
   except ValueError:
-    raise SystemExit(f"{flag} {text!r}: expected comma-separated integers") from None
+    raise SystemExit(f"--{flag} {','.join(values)!r}: expected comma-separated "
+                     "integers") from None
 
 
 def deep_config(args, method: str, seed: int, bits: list[int]):
-  from dseh_jax import configs, methods  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from train_dseh import apply_overrides  # pylint: disable=import-outside-toplevel
-  config = methods.configure(configs.get_config(args.config), method)
-  if args.data_dir:
-    config.data.kwargs.data_dir = args.data_dir
+  """The command line's config for ``method`` (its default settings), ``seed`` and
+  ``bits``; a collapsed run is reported, not stopped."""
+  from dseh_jax import methods  # pylint: disable=import-outside-toplevel
+  config = methods.configure(args.config.copy_and_resolve_references(), method)
   config.bits, config.seed = tuple(bits), seed
-  config.on_collapse = "warn"                   # a collapsed run is reported, not stopped
-  apply_overrides(config, args.set)
+  config.on_collapse = "warn"
   return config
 
 
@@ -100,13 +107,12 @@ def run_deep(args, method: str, seed: int, bits: list[int]) -> dict[int, dict]:
   from dseh_jax import selection
   from dseh_jax.data.registry import load_dataset
   from dseh_jax.experiment import prepare, train_and_evaluate
-  config = deep_config(args, method, seed, bits)       # puts experiments/ on sys.path
-  from train_dseh import parse_grid
+  config = deep_config(args, method, seed, bits)
   data = prepare(config, load_dataset(config.data, seed=seed), progress=args.progress)
   workdir = os.path.join(args.out, "runs", f"{method}_s{seed}")
   chosen = {}
   if args.select:
-    chosen = selection.select(config, data, parse_grid(args.select),
+    chosen = selection.select(config, data, selection.parse_grid(args.select),
                               os.path.join(workdir, "selection")).best
     for key, value in chosen.items():
       selection.set_field(config, key, value)
@@ -118,7 +124,7 @@ def run_deep(args, method: str, seed: int, bits: list[int]) -> dict[int, dict]:
 
 def run_shallow(args, method: str, seed: int, bits: int, cache: dict) -> dict:
   # pylint: disable=import-outside-toplevel
-  from dseh_jax import baselines
+  from dseh_jax import baselines, selection
   from dseh_jax.atomic_io import write_json
   if "data" not in cache:
     from dseh_jax.data.registry import load_dataset
@@ -128,17 +134,42 @@ def run_shallow(args, method: str, seed: int, bits: int, cache: dict) -> dict:
       config.data.name, config.data.kwargs = "features", {"path": args.shallow_features}
       config.imgnet.backbone = "none"
     cache["data"] = prepare(config, load_dataset(config.data, seed=seed), progress=False)
-  metrics, report = baselines.fit_and_evaluate(method, cache["data"], bits, seed)
+  grid = shallow_grid(args.select_shallow).get(method)
+  chosen = {}
   bit_dir = os.path.join(args.out, "runs", f"{method}_s{seed}", f"bits{bits}")
-  os.makedirs(bit_dir, exist_ok=True)             # curves.json as the trainer writes it
-  write_json(os.path.join(bit_dir, "curves.json"), report.to_dict())
-  return metrics
+  os.makedirs(bit_dir, exist_ok=True)
+  if grid:
+    found = selection.select_shallow(method, cache["data"], grid, bits=bits, seed=seed)
+    write_json(os.path.join(bit_dir, "selection.json"), found.to_dict())
+    chosen = found.best
+  metrics, report = baselines.fit_and_evaluate(method, cache["data"], bits, seed, **chosen)
+  write_json(os.path.join(bit_dir, "curves.json"), report.to_dict())   # as the trainer does
+  return {**metrics, "selected": chosen}
 
 
-def summarize(rows: list[dict], config: str) -> tuple[list[str], list[dict]]:
-  """Markdown lines and CSV records: mean ± std over seeds per method and code length."""
+def shallow_grid(items) -> dict[str, dict[str, list]]:
+  """``--select_shallow`` items ``["ksh.num_anchors=300,1000", ...]`` → ``{"ksh":
+  {"num_anchors": [300, 1000]}}``."""
+  import inspect  # pylint: disable=import-outside-toplevel
+  from dseh_jax import baselines, selection  # pylint: disable=import-outside-toplevel
+  grids: dict[str, dict[str, list]] = {}
+  for key, values in selection.parse_grid(items).items():
+    method, sep, param = key.partition(".")
+    if not sep or method not in SHALLOW:
+      raise SystemExit(f"--select_shallow {key}: expected METHOD.PARAM=V1,V2 with METHOD "
+                       f"one of {SHALLOW}")
+    accepted = list(inspect.signature(baselines.FITTERS[method]).parameters)[4:]
+    if param not in accepted:
+      raise SystemExit(f"--select_shallow {key}: {method} takes {accepted or 'no options'}")
+    grids.setdefault(method, {})[param] = values
+  return grids
+
+
+def summarize(rows: list[dict], dataset: str) -> tuple[list[str], list[dict]]:
+  """Markdown lines and CSV records: mean ± std over seeds per method and code length
+  (``dataset``: ``config.data.name``, for the paper's numbers)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  paper = PAPER.get(PAPER_SET.get(config, ""), {})
+  paper = PAPER.get(PAPER_SET.get(dataset, ""), {})
   bits = sorted({r["bits"] for r in rows})
   methods = list(dict.fromkeys(r["method"] for r in rows))
   head = "| method | " + " | ".join(f"{b} bits" for b in bits) + " |"
@@ -167,10 +198,10 @@ def summarize(rows: list[dict], config: str) -> tuple[list[str], list[dict]]:
 
 def write_tables(rows: list[dict], args) -> None:
   import csv  # pylint: disable=import-outside-toplevel
-  lines, records = summarize(rows, args.config)
+  lines, records = summarize(rows, args.config.data.name)
   seeds = sorted({r["seed"] for r in rows})
   with open(os.path.join(args.out, "table1.md"), "w", encoding="utf-8") as f:
-    f.write(f"Table 1 on {args.config}: MAP@all, mean ± std over seeds {seeds}, ties "
+    f.write(f"Table 1 on {args.config.data.name}: MAP@all, mean ± std over seeds {seeds}, ties "
             "stable / tie-aware\n\n" + "\n".join(lines) + "\n")
   with open(os.path.join(args.out, "table1.csv"), "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, list(records[0]) if records else ["method"])
@@ -181,11 +212,12 @@ def write_tables(rows: list[dict], args) -> None:
 def main(argv=None) -> int:
   args = parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-  bits, seeds = _ints(args.bits, "--bits"), _ints(args.seeds, "--seeds")
-  chosen = args.methods.split(",")
+  bits, seeds = ints(args.bits, "bits"), ints(args.seeds, "seeds")
+  chosen = list(args.methods)
   unknown = [m for m in chosen if m not in DEEP + SHALLOW]
   if unknown:
     raise SystemExit(f"--methods: unknown {unknown}; expected some of {DEEP + SHALLOW}")
+  shallow_grid(args.select_shallow)               # a bad grid fails before any training
   os.makedirs(args.out, exist_ok=True)
   rows_path = os.path.join(args.out, "rows.json")
   rows = json.load(open(rows_path, encoding="utf-8")) if os.path.exists(rows_path) else []

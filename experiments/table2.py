@@ -1,8 +1,10 @@
 """Table 2 of the paper (SPEC §7): DSEH's ablations at one code length, over seeds.
 
     python experiments/table2.py --config digits --seeds 0,1,2 --out runs/table2_digits
+    python experiments/table2.py --config nuswide21 \\
+        --config.data.kwargs.data_dir=/data/NUS-WIDE --out runs/table2_nus
 
-Each variant of ``dseh_jax.configs.variants`` (``full``, ``S``, ``SS``, ``L``, ``A``) trains
+``--config`` and its ``--config.FIELD=VALUE`` overrides are train_dseh.py's. Each variant of ``dseh_jax.configs.variants`` (``full``, ``S``, ``SS``, ``L``, ``A``) trains
 with the config's defaults (one workdir per variant and seed under ``OUT/runs``). Reports
 ``nh`` (distinct LabNet codes over the training set), ``map_l`` (LabNet's label → code
 retrieval) and ``map_i`` (ImgNet's MAP, stable / tie-aware), mean ± std over the seeds, with
@@ -11,17 +13,15 @@ the paper's numbers beside ours on its datasets. ``OUT/rows.json`` keeps finishe
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("full", "S", "SS", "L", "A")
 # SPEC §7, Table 2 at 32 bits: (nh, map_l, map_i).
 PAPER = {
-    "nuswide21": {"full": (2008, .9664, .7312), "S": (1959, .9633, .7208),
+    "nus_wide21": {"full": (2008, .9664, .7312), "S": (1959, .9633, .7208),
                   "SS": (1164, .9322, .7013), "L": (1036, .9607, .7251),
                   "A": (1684, .9558, .7234)},
     "imagenet100": {"full": (100, 1.0, .6137), "S": (100, 1.0, .5988),
@@ -31,26 +31,30 @@ PAPER = {
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", default="digits")
-  p.add_argument("--data_dir", default="")
-  p.add_argument("--variants", default=",".join(VARIANTS))
-  p.add_argument("--bits", type=int, default=32)
-  p.add_argument("--seeds", default="0")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-  p.add_argument("--out", required=True)
-  return p.parse_args(argv)
+def define_flags(values) -> None:
+  """This script's flags besides ``--config``."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_list("variants", list(VARIANTS), "DSEH's ablations to run", flag_values=values)
+  flags.DEFINE_integer("bits", 32, "code length", flag_values=values)
+  flags.DEFINE_list("seeds", ["0"], "training seeds", flag_values=values)
+  flags.DEFINE_string("out", None, "output folder", flag_values=values)
+  flags.mark_flag_as_required("out", flag_values=values)
+
+
+def parse_args(argv=None):
+  from dseh_jax import command_line  # pylint: disable=import-outside-toplevel
+  return command_line.parse(argv, define_flags, description=__doc__.splitlines()[0])
 
 
 def run_variant(args, variant: str, seed: int) -> dict:
   # pylint: disable=import-outside-toplevel
+  from dseh_jax import methods
   from dseh_jax.configs.variants import apply_variant
   from dseh_jax.data.registry import load_dataset
   from dseh_jax.experiment import prepare, train_and_evaluate
-  sys.path.insert(0, HERE)
-  from table1 import deep_config
-  config = apply_variant(deep_config(args, "dseh", seed, [args.bits]), variant)
+  config = methods.configure(args.config.copy_and_resolve_references(), "dseh")
+  config.bits, config.seed, config.on_collapse = (args.bits,), seed, "warn"
+  config = apply_variant(config, variant)
   data = prepare(config, load_dataset(config.data, seed=seed), progress=False)
   r = train_and_evaluate(config, data, os.path.join(args.out, "runs", f"{variant}_s{seed}"),
                          progress=False)["bits"][str(args.bits)]
@@ -58,9 +62,11 @@ def run_variant(args, variant: str, seed: int) -> dict:
           "map_i_tie_aware": r["map_tie_aware"], "collapsed": r.get("collapsed", False)}
 
 
-def summarize(rows: list[dict], config: str) -> tuple[list[str], list[dict]]:
+def summarize(rows: list[dict], dataset: str) -> tuple[list[str], list[dict]]:
+  """Markdown lines and CSV records (``dataset``: ``config.data.name``, for the paper's
+  numbers)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  paper = PAPER.get(config, {})
+  paper = PAPER.get(dataset, {})
   lines = ["| variant | nh | map_l | map_i (stable / tie-aware) | paper nh / map_l / map_i |",
            "|---|---|---|---|---|"]
   records = []
@@ -84,15 +90,17 @@ def main(argv=None) -> int:
   import csv  # pylint: disable=import-outside-toplevel
   args = parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-  sys.path.insert(0, HERE)
-  from table1 import _ints  # pylint: disable=import-outside-toplevel
-  variants = args.variants.split(",")
+  variants, dataset = list(args.variants), args.config.data.name
   if any(v not in VARIANTS for v in variants):
-    raise SystemExit(f"--variants {args.variants!r}: expected some of {VARIANTS}")
+    raise SystemExit(f"--variants {','.join(variants)!r}: expected some of {VARIANTS}")
+  try:
+    seeds = [int(s) for s in args.seeds]
+  except ValueError:
+    raise SystemExit(f"--seeds {','.join(args.seeds)!r}: expected integers") from None
   os.makedirs(args.out, exist_ok=True)
   rows_path = os.path.join(args.out, "rows.json")
   rows = json.load(open(rows_path, encoding="utf-8")) if os.path.exists(rows_path) else []
-  for seed in _ints(args.seeds, "--seeds"):
+  for seed in seeds:
     for v in variants:
       if any((r["variant"], r["seed"]) == (v, seed) for r in rows):
         continue
@@ -101,9 +109,9 @@ def main(argv=None) -> int:
             f"map_i {rows[-1]['map_i']:.4f}", flush=True)
       with open(rows_path, "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=1)
-  lines, records = summarize(rows, args.config)
+  lines, records = summarize(rows, dataset)
   with open(os.path.join(args.out, "table2.md"), "w", encoding="utf-8") as f:
-    f.write(f"Table 2 on {args.config}, {args.bits} bits, mean ± std over seeds\n\n"
+    f.write(f"Table 2 on {dataset}, {args.bits} bits, mean ± std over seeds\n\n"
             + "\n".join(lines) + "\n")
   with open(os.path.join(args.out, "table2.csv"), "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, list(records[0]))

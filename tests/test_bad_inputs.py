@@ -52,7 +52,8 @@ def feature_arrays(seed: int) -> dict:
 
 
 def sets(items):
-  return [arg for item in items for arg in ("--set", item)]
+  """``--config.FIELD=VALUE`` overrides (config_flags) of ``["FIELD=VALUE", ...]``."""
+  return [f"--config.{item}" for item in items]
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +124,10 @@ class Base:
     with open(self.path, "rb") as f:
       self.original = f.read()
     # The README's feature-mode command, on the default config (--config digits).
-    self.readme = ["--set", "data.name=features", "--set", f"data.kwargs.path={self.path}",
-                   "--set", "imgnet.backbone=none"]
-    self.args = ["--bits", "8", *self.readme, *sets(TINY)]
+    self.readme = ["--config.data.name=features", f"--config.data.kwargs.path={self.path}",
+                   "--config.imgnet.backbone=none"]
+    self.features = [*self.readme, *sets(TINY)]        # every code length
+    self.args = ["--config.bits=8", *self.features]
     self.workdir = os.path.join(root, "run")
 
   def copy(self, dest) -> str:
@@ -222,7 +224,7 @@ def test_changed_data_file_refuses_to_resume_a_killed_run(base, cli, tmp_path):
 def test_changed_training_field_is_refused_naming_both_values(base, cli, tmp_path):
   workdir = base.copy(tmp_path / "run")
   before = snapshot(workdir)
-  rc, _, err = cli("--workdir", workdir, *base.args, "--set", "labnet.optimizer.lr=0.01")
+  rc, _, err = cli("--workdir", workdir, *base.args, "--config.labnet.optimizer.lr=0.01")
   one_line_error(rc, err, "different training config", "labnet.optimizer.lr: 0.0001 → 0.01",
                  "another --workdir")
   assert snapshot(workdir) == before
@@ -233,7 +235,7 @@ def test_changed_eval_field_reevaluates_without_training(base, cli, tmp_path):
   before = snapshot(workdir)
   old = results(workdir)["bits"]["8"]
   assert "map@1000" in old
-  rc, out, err = cli("--workdir", workdir, *base.args, "--set", "eval.top_k=5")
+  rc, out, err = cli("--workdir", workdir, *base.args, "--config.eval.top_k=5")
   assert rc == 0, err
   assert "re-evaluating under the new eval settings" in out
   new = results(workdir)["bits"]["8"]
@@ -252,12 +254,12 @@ def test_other_bit_lengths_keep_and_skip_the_finished_ones(base, cli, tmp_path):
   eight = results(workdir)["bits"]["8"]
   bits8 = {k: v for k, v in snapshot(workdir).items() if k.startswith("bits8")}
 
-  rc, _, err = cli("--workdir", workdir, *base.args, "--bits", "7")
+  rc, _, err = cli("--workdir", workdir, *base.features, "--config.bits=7")
   assert rc == 0, err
   r = results(workdir)
   assert set(r["bits"]) == {"7", "8"} and r["bits"]["8"] == eight
 
-  rc, out, err = cli("--workdir", workdir, *base.args, "--bits", "8,16")
+  rc, out, err = cli("--workdir", workdir, *base.features, "--config.bits=8,16")
   assert rc == 0, err
   assert "8 bits: already done, skipping" in out
   assert "resuming" not in out
@@ -270,18 +272,22 @@ def test_other_bit_lengths_keep_and_skip_the_finished_ones(base, cli, tmp_path):
 # ----------------------------------------------------------------- 4: bad fields
 
 BAD = [
-    (["--set", "eval.zero_relevant=skipp"], ["eval.zero_relevant='skipp'", "count_as_zero"]),
-    (["--set", "eval.ties=('stabel',)"], ["eval.ties=('stabel',)", "'stable'"]),
-    (["--set", "eval.top_k=-1"], ["eval.top_k=-1", "at least 0"]),
-    (["--bits", "0"], ["bits=(0,)", "1..4096"]),
-    (["--bits", "-8"], ["bits=(-8,)", "1..4096"]),
-    (["--bits", "abc"], ["--bits 'abc'", "16,32"]),
-    (["--set", "unknown.key=1"], ["unknown.key", "no section 'unknown'", "labnet"]),
-    (["--set", "labnet.unknown=1"], ["labnet.unknown", "no field 'unknown'",
-                                     "hidden_units"]),
-    (["--set", "labnet.epochs_per_round=(0,)"], ["labnet.epochs_per_round=(0,)",
+    (["--config.eval.zero_relevant=skipp"], ["eval.zero_relevant='skipp'", "count_as_zero"]),
+    (["--config.eval.ties=('stabel',)"], ["eval.ties=('stabel',)", "'stable'"]),
+    (["--config.eval.top_k=-1"], ["eval.top_k=-1", "at least 0"]),
+    (["--config.bits=0"], ["bits=(0,)", "1..4096"]),
+    (["--config.bits=-8"], ["bits=(-8,)", "1..4096"]),
+    (["--config.bits=abc"], ["bits=('abc',)", "1..4096"]),
+    (["--config.unknown.key=1"], ["--config.unknown.key", "no field 'unknown'"]),
+    (["--config.labnet.hiden_units=1"], ["labnet.hiden_units", "no such field",
+                                         "did you mean 'hidden_units'"]),
+    (["--config.labnet.epochs_per_round=(0,)"], ["labnet.epochs_per_round=(0,)",
                                                  "integers in 1"]),
-    (["--set", "labnet.batch_size=abc"], ["labnet.batch_size=abc", "type int"]),
+    (["--config.labnet.batch_size=abc"], ["--config.labnet.batch_size=abc", "int()"]),
+    (["--config", "digits:method=dpshh"], ["method='dpshh'", "'dpsh'"]),
+    (["--config", "digits:variant=S,method=dpsh"], ["variant=S", "edit DSEH's"]),
+    (["--config", "no/such/config.py"], ["no/such/config.py", "No such file"]),
+    (["stray"], ["unexpected arguments ['stray']"]),
 ]
 
 
@@ -294,19 +300,24 @@ def finished_copy(base, tmp_path_factory):
 def test_bad_fields_are_refused_before_training(base, cli, tmp_path, finished_copy, argv,
                                                 needles):
   fresh = str(tmp_path / "fresh")
-  # After the base arguments, so that the bad value is the one that counts.
-  rc, _, err = cli("--workdir", fresh, *base.args, *argv)
+  # After the base arguments, so that the bad value is the one that counts; the base's own
+  # value of that field is left out (config_flags appends repeated tuple fields).
+  field = argv[0].split("=")[0]
+  args = [a for a in base.args if a.split("=")[0] != field]
+  if argv[0] == "--config":                 # the config file comes before its overrides
+    args, argv = [*argv, *args], []
+  rc, _, err = cli("--workdir", fresh, *args, *argv)
   one_line_error(rc, err, *needles)
   assert trained(fresh) == []
   before = snapshot(finished_copy)
-  rc, _, err = cli("--workdir", finished_copy, *base.args, *argv)
+  rc, _, err = cli("--workdir", finished_copy, *args, *argv)
   one_line_error(rc, err, *needles)
   assert snapshot(finished_copy) == before
 
 
 def test_misspelt_loader_option_is_refused_before_training(cli, tmp_path):
   workdir = str(tmp_path / "run")
-  rc, _, err = cli("--workdir", workdir, "--bits", "8", "--set", "data.kwargs.num_trian=10")
+  rc, _, err = cli("--workdir", workdir, "--config.bits=8", "--config.data.kwargs.num_trian=10")
   one_line_error(rc, err, "data.kwargs ['num_trian']", "'digits_mosaic'",
                  "did you mean data.kwargs.num_train")
   assert trained(workdir) == []
@@ -314,8 +325,8 @@ def test_misspelt_loader_option_is_refused_before_training(cli, tmp_path):
 
 def test_features_without_feature_mode_name_the_backbone(base, cli, tmp_path):
   workdir = str(tmp_path / "run")
-  rc, _, err = cli("--workdir", workdir, "--bits", "8", "--set", "data.name=features",
-                   "--set", f"data.kwargs.path={base.path}", *sets(TINY))
+  rc, _, err = cli("--workdir", workdir, "--config.bits=8", "--config.data.name=features",
+                   f"--config.data.kwargs.path={base.path}", *sets(TINY))
   one_line_error(rc, err, "imgnet.backbone='mini_cnnf'", "feature vectors",
                  "set imgnet.backbone=none")
   assert trained(workdir) == []
@@ -347,14 +358,14 @@ def test_unreadable_images_are_found_before_training_or_skipped(broken_lists, cl
                                                                 tmp_path):
   root, missing, garbled = broken_lists
   workdir = str(tmp_path / "run")
-  argv = ["--config", "nuswide21", "--data_dir", root, "--workdir", workdir, "--bits", "8",
-          *sets(IMAGE_TINY)]
+  argv = ["--config", "nuswide21", f"--config.data.kwargs.data_dir={root}", "--workdir",
+          workdir, "--config.bits=8", *sets(IMAGE_TINY)]
   rc, _, err = cli(*argv)
   one_line_error(rc, err, "UnreadableImagesError", "2 image files", f"{missing} (missing)",
                  f"{garbled} (unreadable", "data.check_images=skip")
   assert trained(workdir) == []
 
-  rc, _, err = cli(*argv, "--set", "data.check_images=skip")
+  rc, _, err = cli(*argv, "--config.data.check_images=skip")
   assert rc == 0, err
   r = results(workdir)
   assert r["dataset"]["loader_stats"]["unreadable_images"] == {"train": 1, "query": 0,
@@ -369,8 +380,8 @@ def test_degenerate_codes_stop_the_run_and_warn_records_them(base, cli, tmp_path
   # gradient's size, and the sign codes do not care about the scale (the codes still fit
   # LabNet's; the loss is ~1e12). A rate too small to move ImgNet leaves its random codes.
   workdir = str(tmp_path / "run")
-  argv = ["--workdir", workdir, *base.args, "--set", "imgnet.optimizer.lr=1e-9"]
-  rc, _, err = cli(*argv, "--set", "on_collapse=stop")
+  argv = ["--workdir", workdir, *base.args, "--config.imgnet.optimizer.lr=1e-9"]
+  rc, _, err = cli(*argv, "--config.on_collapse=stop")
   one_line_error(rc, err, "CollapseError", "ImgNet's codes are degenerate",
                  f"{workdir}/bits8/checkpoints", "on_collapse='warn'")
   ckpt = os.path.join(workdir, "bits8", "checkpoints")
@@ -378,7 +389,7 @@ def test_degenerate_codes_stop_the_run_and_warn_records_them(base, cli, tmp_path
   assert not os.path.exists(os.path.join(workdir, "bits8", "codes.npz"))
   before = {k: v for k, v in snapshot(workdir).items() if "checkpoints" in k}
 
-  rc, out, err = cli(*argv, "--set", "on_collapse=warn")
+  rc, out, err = cli(*argv, "--config.on_collapse=warn")
   assert rc == 0, err
   assert "(collapsed: on_collapse=warn)" in out
   assert results(workdir)["bits"]["8"]["collapsed"] is True
@@ -387,8 +398,8 @@ def test_degenerate_codes_stop_the_run_and_warn_records_them(base, cli, tmp_path
 
 def test_diverging_rate_stops_the_run_keeping_checkpoints(base, cli, tmp_path):
   workdir = str(tmp_path / "run")
-  rc, _, err = cli("--workdir", workdir, *base.args, "--set", "imgnet.optimizer.name=sgd",
-                   "--set", "imgnet.optimizer.lr=1e6")
+  rc, _, err = cli("--workdir", workdir, *base.args, "--config.imgnet.optimizer.name=sgd",
+                   "--config.imgnet.optimizer.lr=1e6")
   one_line_error(rc, err, "FloatingPointError", "imgnet loss became",
                  f"{workdir}/bits8/checkpoints", "lower learning rate")
   ckpt = os.path.join(workdir, "bits8", "checkpoints")

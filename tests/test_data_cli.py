@@ -1,4 +1,4 @@
-"""End to end: ``train_dseh.py --config nuswide21 --data_dir <NUS-WIDE tree>`` with CNN-F at
+"""End to end: ``train_dseh.py --config nuswide21 --config.data.kwargs.data_dir=<NUS-WIDE tree>`` with CNN-F at
 224×224 on a tiny fixture (SPEC §4, §6), and ``prepare_dataset.py`` on the same tree."""
 import json
 import os
@@ -24,10 +24,9 @@ def test_train_cli_on_a_nus_wide_tree(tmp_path):
                  if any(fix["labels"][c][i] for c in sorted(
                      fix["concepts"], key=lambda c: (-fix["labels"][c].sum(), c))[:4]))
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "train_dseh.py"), "--config",
-         "nuswide21", "--data_dir", str(data_dir), "--bits", "16", "--seed", "1",
-         "--workdir", str(tmp_path / "run"), "--no_progress"]
-  for item in TINY:
-    cmd += ["--set", item]
+         "nuswide21", f"--config.data.kwargs.data_dir={data_dir}", "--config.bits=16",
+         "--config.seed=1", "--workdir", str(tmp_path / "run"), "--no_progress"]
+  cmd += [f"--config.{item}" for item in TINY]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -52,7 +51,7 @@ def test_prepare_cli(tmp_path):
          "--option", "query_per_class=1", "--option", "train_per_class=2"]
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "--set data.name=tfds --set data.kwargs.builder=nus_wide21" in proc.stdout
+  assert "--config.data.name=tfds --config.data.kwargs.builder=nus_wide21" in proc.stdout
   bad = subprocess.run(cmd[:5] + [str(tmp_path / "nothing"), "--data_dir",
                                   str(tmp_path / "tfds2")],
                        capture_output=True, text=True, timeout=300)

@@ -74,11 +74,9 @@ def env(tmp_path_factory):
 
 def cli(workdir, seed):
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "train_dseh.py"), "--config",
-         "digits", "--bits", "8", "--seed", str(seed), "--workdir", str(workdir),
+         "digits", "--config.bits=8", f"--config.seed={seed}", "--workdir", str(workdir),
          "--no_progress"]
-  for item in TINY:
-    cmd += ["--set", item]
-  return cmd
+  return cmd + [f"--config.{item}" for item in TINY]
 
 
 def run(cmd, env):

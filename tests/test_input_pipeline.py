@@ -308,8 +308,8 @@ def test_extract_features_cli(tmp_path, monkeypatch, jpeg_data):
   monkeypatch.setattr(registry, "load_dataset", fake_load)
   script = _load_script()
   out = tmp_path / "feats.npz"
-  assert script.main(["--config", "nuswide21", "--data_dir", "/data/nus", "--weights",
-                      str(weights), "--out", str(out), "--batch_size", "6",
+  assert script.main(["--config", "nuswide21", "--config.data.kwargs.data_dir=/data/nus",
+                      "--weights", str(weights), "--out", str(out), "--batch_size", "6",
                       "--no_progress"]) == 0
   assert seen == {"data_dir": "/data/nus", "seed": 0}
   loaded = pretrained.load_vggf(weights, SMALL_SPEC)

@@ -253,11 +253,9 @@ def test_tie_aware_reference_matches_enumeration():
 
 def _cli(workdir, select):
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "train_dseh.py"), "--config",
-         "digits", "--bits", "8", "--workdir", str(workdir), "--no_progress",
+         "digits", "--config.bits=8", "--workdir", str(workdir), "--no_progress",
          "--select", select]
-  for item in TINY_SELECT:
-    cmd += ["--set", item]
-  return cmd
+  return cmd + [f"--config.{item}" for item in TINY_SELECT]
 
 
 def _env():
@@ -299,3 +297,41 @@ def test_cli_misspelt_select_field_fails_before_training(tmp_path):
   assert done.returncode != 0
   assert "imgnet.optimizer.lrr" in done.stderr and "no field 'lrr'" in done.stderr
   assert not (tmp_path / "selection").exists() and not (tmp_path / "results.json").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# Shallow baselines
+
+
+def _separable(seed=0, n=120, c=4, d=8):
+  """Four Gaussian classes in ``d`` dimensions: train / query / database."""
+  rng = np.random.default_rng(seed)
+  centres = 4.0 * rng.standard_normal((c, d))
+
+  def split(m, first_id):
+    y = rng.integers(0, c, m)
+    x = (centres[y] + rng.standard_normal((m, d))).astype(np.float32)
+    return Split(x, np.eye(c)[y], np.arange(first_id, first_id + m))
+  return RetrievalData("toy", split(n, 0), split(20, 1000), split(80, 2000),
+                       [str(i) for i in range(c)])
+
+
+def test_select_shallow_scores_each_point_on_the_validation_split_only():
+  from dseh_jax import baselines  # pylint: disable=import-outside-toplevel
+  data = _separable()
+  # Queries and database that would break any fit or score: the selection never reads them.
+  poisoned = RetrievalData("toy", data.train, Split(np.full_like(data.query.inputs, np.nan),
+                                                    data.query.labels, data.query.ids),
+                           data.database, data.class_names)
+  grid = {"num_anchors": [8, 32], "num_labelled": [60]}
+  got = selection.select_shallow("ksh", poisoned, grid, bits=8, seed=3)
+  val = selection.validation_data(data, fraction=0.2, seed=3)
+  scores = []
+  for point in selection.grid_points(grid):
+    metrics, _ = baselines.fit_and_evaluate("ksh", val, 8, 3, **point)
+    scores.append(metrics["map_tie_aware"])
+  assert [r["score"] for r in got.rows] == pytest.approx(scores, abs=1e-12)
+  assert got.best == selection.grid_points(grid)[int(np.argmax(scores))]
+  assert [r["point"] for r in got.rows] == selection.grid_points(grid)
+  with pytest.raises(ValueError, match="empty"):
+    selection.select_shallow("ksh", data, {}, bits=8, seed=0)

@@ -15,7 +15,7 @@ def table1():
 
 
 def _sets():
-  return [x for item in tiny_digits_overrides("(2,1)", "(2,1)") for x in ("--set", item)]
+  return [f"--config.{item}" for item in tiny_digits_overrides("(2,1)", "(2,1)")]
 
 
 def test_table1_runs_deep_and_shallow_methods_over_seeds(tmp_path, table1, capsys):
@@ -54,7 +54,7 @@ def test_table1_runs_deep_and_shallow_methods_over_seeds(tmp_path, table1, capsy
 def test_table1_puts_the_papers_numbers_beside_ours(table1):
   rows = [{"method": "dseh", "bits": 32, "seed": s, "map": m, "map_tie_aware": m}
           for s, m in ((0, .70), (1, .72))]
-  lines, records = table1.summarize(rows, "nuswide21")
+  lines, records = table1.summarize(rows, "nus_wide21")
   assert "0.7100 ± 0.0100" in lines[-1] and "(paper 0.7312)" in lines[-1]
   assert records[0]["paper"] == .7312
 
@@ -78,5 +78,27 @@ def test_table2_runs_the_ablations(tmp_path):
   records = list(csv.DictReader(open(out / "table2.csv")))
   assert [r["variant"] for r in records] == ["full", "A"]
   assert float(records[0]["nh_mean"]) == rows[0]["nh"] and float(records[0]["nh_std"]) == 0.0
-  lines, _ = table2.summarize([{**rows[0], "variant": "full"}], "nuswide21")
+  lines, _ = table2.summarize([{**rows[0], "variant": "full"}], "nus_wide21")
   assert "2008 / 0.9664 / 0.7312" in lines[-1]
+
+
+def test_table1_selects_shallow_options_on_a_validation_split(table1, tmp_path):
+  out = tmp_path / "t1"
+  argv = ["--config", "digits", "--methods", "ksh", "--bits", "8", "--out", str(out),
+          "--select_shallow", "ksh.num_anchors=16,64"] + _sets()
+  assert table1.main(argv) == 0
+  [row] = json.loads((out / "rows.json").read_text())
+  chosen = json.loads((out / "runs" / "ksh_s0" / "bits8" / "selection.json").read_text())
+  assert row["selected"] == chosen["best"] and chosen["best"]["num_anchors"] in (16, 64)
+  assert [r["point"]["num_anchors"] for r in chosen["rows"]] == [16, 64]
+  [record] = list(csv.DictReader(open(out / "table1.csv")))
+  assert json.loads(record["selected"]) == chosen["best"]
+
+
+@pytest.mark.parametrize("item,message", [
+    ("ksh.anchors=3,4", "ksh takes ["), ("nope.x=1", "METHOD one of"),
+    ("lsh.x=1", "lsh takes no options")])
+def test_table1_refuses_a_bad_shallow_grid_before_training(table1, tmp_path, item, message):
+  with pytest.raises(SystemExit, match=message.replace("[", r"\[")):
+    table1.main(["--methods", "dseh,ksh", "--out", str(tmp_path), "--select_shallow", item])
+  assert not (tmp_path / "rows.json").exists()

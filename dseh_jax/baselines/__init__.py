@@ -22,22 +22,24 @@ FITTERS: dict[str, Callable[..., Any]] = {
 SUPERVISED = ("itq_cca", "ksh", "sdh")
 
 
-def fit(name: str, x_train: Any, y_train: Any, bits: int, key: Any) -> Any:
-  """Fits baseline ``name`` (a key of ``FITTERS``) with ``bits`` bits; see its module."""
+def fit(name: str, x_train: Any, y_train: Any, bits: int, key: Any, **params: Any) -> Any:
+  """Fits baseline ``name`` (a key of ``FITTERS``) with ``bits`` bits and its keyword
+  ``params`` (e.g. KSH's ``num_anchors``); see its module."""
   if name not in FITTERS:
     raise ValueError(f"name={name!r}; expected one of {sorted(FITTERS)}")
-  return FITTERS[name](x_train, y_train, bits, key)
+  return FITTERS[name](x_train, y_train, bits, key, **params)
 
 
-def fit_and_evaluate(name: str, data: Any, bits: int, seed: int) -> tuple[dict[str, Any], Any]:
-  """Fits ``name`` on ``data.train`` (inputs flattened to vectors) and scores its query
-  codes against its database codes: ``(metrics, report)`` with MAP under both tie policies
-  and ``nh`` (distinct database codes), and the full
+def fit_and_evaluate(name: str, data: Any, bits: int, seed: int,
+                     **params: Any) -> tuple[dict[str, Any], Any]:
+  """Fits ``name`` (with ``params``) on ``data.train`` (inputs flattened to vectors) and
+  scores its query codes against its database codes: ``(metrics, report)`` with MAP under
+  both tie policies and ``nh`` (distinct database codes), and the full
   :class:`~dseh_jax.evaluation.RetrievalReport` (curves)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from dseh_jax import evaluation  # pylint: disable=import-outside-toplevel
   flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)
-  encoder = fit(name, flat(data.train.inputs), data.train.labels, bits, seed)
+  encoder = fit(name, flat(data.train.inputs), data.train.labels, bits, seed, **params)
   q, db = encoder.encode(flat(data.query.inputs)), encoder.encode(flat(data.database.inputs))
   report = evaluation.evaluate_retrieval(q, db, data.query.labels, data.database.labels,
                                          ties=("stable", "tie_aware"))

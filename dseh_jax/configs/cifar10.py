@@ -4,13 +4,21 @@ The 32×32 images stay in memory as ``pixel / 255`` (0..1) with no mean subtract
 (``data.image_size`` / ``data.mean`` do not apply); the backbone is the CNN-F shape scaled
 to small inputs, trained from scratch.
 """
+from __future__ import annotations
+
 from dseh_jax.configs.base import apply_choices, get_base_config
+from dseh_jax.configs.compose import compose
 
 
-def get_config(choices: str = "recipe"):
+def get_config(arg: str | None = None):
+  """``arg``: ``choices=…,method=…,variant=…`` (``dseh_jax.configs.compose``)."""
+  return compose(dataset_config, arg)
+
+
+def dataset_config(choices: str = "recipe"):
   c = get_base_config()
   c.data.name = "cifar10"
-  c.data.kwargs.data_dir = ""               # python batches or folders; --data_dir
+  c.data.kwargs.data_dir = ""               # python batches or folders (data_dir=…)
   c.labnet.epochs_per_round = (6, 4, 2)
   c.imgnet.backbone = "mini_cnnf"           # from scratch on 32×32 images
   c.imgnet.random_flip = True               # a flipped CIFAR image keeps its class

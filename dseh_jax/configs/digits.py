@@ -5,10 +5,18 @@ runs anywhere in minutes. The backbone is the CNN-F shape scaled to 16×16 input
 from scratch (no pretrained weights exist for it). It is a smoke-scale stand-in for the
 real datasets, not a replacement: its numbers are not comparable to the paper's.
 """
+from __future__ import annotations
+
 from dseh_jax.configs.base import apply_choices, get_base_config
+from dseh_jax.configs.compose import compose
 
 
-def get_config(choices: str = "recipe"):
+def get_config(arg: str | None = None):
+  """``arg``: ``choices=…,method=…,variant=…`` (``dseh_jax.configs.compose``)."""
+  return compose(dataset_config, arg)
+
+
+def dataset_config(choices: str = "recipe"):
   """``choices``: ``"recipe"`` (default), ``"paper"`` or ``"code"`` (README)."""
   c = get_base_config()
   c.data.name = "digits_mosaic"

@@ -1,11 +1,19 @@
 """ImageNet-100, single label (SPEC §6): 50/class query, 100/class train."""
+from __future__ import annotations
+
 from dseh_jax.configs.base import apply_choices, get_base_config
+from dseh_jax.configs.compose import compose
 
 
-def get_config(choices: str = "recipe"):
+def get_config(arg: str | None = None):
+  """``arg``: ``choices=…,method=…,variant=…`` (``dseh_jax.configs.compose``)."""
+  return compose(dataset_config, arg)
+
+
+def dataset_config(choices: str = "recipe"):
   c = get_base_config()
   c.data.name = "imagenet100"
-  c.data.kwargs.data_dir = ""               # raw layout; --data_dir on the command line
+  c.data.kwargs.data_dir = ""               # raw layout: --config.data.kwargs.data_dir=…
   c.data.image_size = 224                   # SPEC §4
   c.data.resize_to = 0                      # 0: resize straight to image_size
   c.data.mean = "vgg_f"                     # "vgg_f", "none" or three RGB numbers

@@ -8,6 +8,7 @@ expected.
 """
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any, Callable
 
@@ -144,7 +145,7 @@ def problems(config: ml_collections.ConfigDict) -> list[str]:
       continue
     if not ok(value):
       found.append(f"{field}={value!r}: expected {expected}")
-  found += _method_problems(config)
+  found += _method_problems(config) + unknown_fields(config)
   try:
     lab, img = len(config.labnet.epochs_per_round), len(config.imgnet.epochs_per_round)
     if lab != img:
@@ -152,6 +153,44 @@ def problems(config: ml_collections.ConfigDict) -> list[str]:
                    f"{img}: expected the same number of rounds")
   except (TypeError, AttributeError, KeyError):
     pass                                         # reported by the rules above
+  return found
+
+
+OPEN_SECTIONS = ("data.kwargs",)      # a loader's own keyword arguments, checked by the loader
+
+
+def _reference() -> ml_collections.ConfigDict:
+  """Every field a config may have: the dataset configs' fields and every method's
+  section."""
+  from dseh_jax import configs, methods  # pylint: disable=import-outside-toplevel
+  reference = ml_collections.ConfigDict()
+  for dataset in configs.NAMES:
+    reference.update(configs.get_config(dataset))   # update merges the sections
+  for name in METHODS:
+    methods.configure(reference, name)
+  return reference
+
+
+def unknown_fields(config: ml_collections.ConfigDict) -> list[str]:
+  """``"labnet.hiden_units: no such field; did you mean 'hidden_units'?"`` for every field
+  of ``config`` that no config has (a misspelt ``--config.…`` override or config file)."""
+  found = []
+
+  def walk(node, ref, prefix):
+    for key in node.keys():
+      path = f"{prefix}{key}"
+      if path in OPEN_SECTIONS:
+        continue
+      if key not in ref:
+        close = difflib.get_close_matches(key, list(ref.keys()), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        found.append(f"{path}: no such field{hint} (fields there: "
+                     f"{', '.join(sorted(ref.keys()))})")
+      elif isinstance(node[key], ml_collections.ConfigDict) and isinstance(
+          ref[key], ml_collections.ConfigDict):
+        walk(node[key], ref[key], path + ".")
+
+  walk(config, _reference(), "")
   return found
 
 

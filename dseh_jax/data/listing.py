@@ -122,7 +122,7 @@ def resolve_mean(mean: Any) -> np.ndarray:
 
   Args:
     mean: ``"vgg_f"`` (the published VGG-F mean), ``"none"`` (zeros), 3 numbers, or
-      3 comma-separated numbers in a string (``--set data.mean=123.7,116.8,103.9``).
+      3 comma-separated numbers in a string (``--config.data.mean=123.7,116.8,103.9``).
 
   Returns:
     ``[3]`` float32.

@@ -105,7 +105,7 @@ def read_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
   """
   name = data_config["name"]
   kwargs = dict(data_config.get("kwargs", {}) or {})
-  # The real configs carry data_dir="" (filled by --data_dir); loaders without a folder
+  # The real configs carry data_dir="" (filled by --config.data.kwargs.data_dir); loaders without a folder
   # ignore an empty one.
   if (not kwargs.get("data_dir", "x") and name not in IMAGE_LOADERS
       and name not in ARRAY_LOADERS and name != "tfds"):
@@ -133,7 +133,7 @@ def read_dataset(data_config: Mapping[str, Any], *, seed: Optional[int] = None
     data_dir = kwargs.pop("data_dir", "")
     if not data_dir:
       raise ValueError(f"data.name={name!r} needs data.kwargs.data_dir (the dataset folder; "
-                       "--data_dir on the command line)")
+                       "--config.data.kwargs.data_dir=… on the command line)")
     if name in SEEDED and "seed" not in kwargs:
       kwargs["seed"] = 0 if seed is None else int(seed)
     _check_options(name, loader, kwargs)

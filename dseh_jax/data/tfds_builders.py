@@ -22,7 +22,7 @@ import glob
 import hashlib
 import json
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -91,9 +91,8 @@ class _HashingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES = {"1.0.0": "First release."}
   BUILDER_CONFIGS = [make_config(seed=0), make_config(from_list_files=True)]
   DESCRIPTION = ""
-
-  def _protocol(self, manual_dir: str, seed: int, **options: Any) -> ImageDataset:
-    raise NotImplementedError
+  # Set by each dataset: its protocol, ``(manual_dir, *, seed, **options) -> ImageDataset``.
+  PROTOCOL: Callable[..., ImageDataset]
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
@@ -110,7 +109,7 @@ class _HashingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     config: HashingConfig = self.builder_config
     if config.from_list_files:
       return build_list_files(manual_dir, name=self.name, **config.options)
-    return self._protocol(manual_dir, config.seed, **config.options)
+    return self.PROTOCOL(manual_dir, seed=config.seed, **config.options)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     dataset = self._build_listing(os.fspath(dl_manager.manual_dir))
@@ -145,9 +144,7 @@ class NusWide21(_HashingBuilder):
 (81 files), and the Flickr images as `Flickr/<concept folder>/<file>.jpg` (the images are
 distributed by the NUS lab on request or fetched from Flickr by their URLs).
 """ + LIST_FILES_INSTRUCTIONS
-
-  def _protocol(self, manual_dir: str, seed: int, **options: Any) -> ImageDataset:
-    return build_nus_wide21(manual_dir, seed=seed, **options)
+  PROTOCOL = staticmethod(build_nus_wide21)
 
 
 class CocoHashing(_HashingBuilder):
@@ -161,9 +158,7 @@ class CocoHashing(_HashingBuilder):
 unpacked) and `annotations/instances_train2014.json`, `annotations/instances_val2014.json`
 (from "2014 Train/Val annotations").
 """ + LIST_FILES_INSTRUCTIONS
-
-  def _protocol(self, manual_dir: str, seed: int, **options: Any) -> ImageDataset:
-    return build_coco(manual_dir, seed=seed, **options)
+  PROTOCOL = staticmethod(build_coco)
 
 
 class Imagenet100Hashing(_HashingBuilder):
@@ -176,9 +171,7 @@ class Imagenet100Hashing(_HashingBuilder):
 (download page, "Training images (Task 1 & 2)", after registering), unpacked as
 `train/<wnid>/<file>.JPEG`, one folder per class.
 """ + LIST_FILES_INSTRUCTIONS
-
-  def _protocol(self, manual_dir: str, seed: int, **options: Any) -> ImageDataset:
-    return build_imagenet100(manual_dir, seed=seed, **options)
+  PROTOCOL = staticmethod(build_imagenet100)
 
 
 BUILDERS = {b.name: b for b in (NusWide21, CocoHashing, Imagenet100Hashing)}
