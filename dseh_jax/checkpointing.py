@@ -22,7 +22,7 @@ import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 
-from dseh_jax import atomic_io, faults
+from dseh_jax import atomic_io, distributed, faults
 
 MANIFEST = "DSEH_CHECKSUMS.json"
 DAMAGED = "damaged"
@@ -81,9 +81,11 @@ class RunCheckpointer:
     self._manager.wait_until_finished()
     faults.reached("checkpoint_write")
     step_dir = self._step_dir(step)
-    files = {rel: {"size": size, "sha256": digest}
-             for rel, (size, digest) in _digests(step_dir).items()}
-    atomic_io.write_json(os.path.join(step_dir, MANIFEST), {"files": files})
+    if distributed.is_primary():                 # orbax has synced the processes
+      files = {rel: {"size": size, "sha256": digest}
+               for rel, (size, digest) in _digests(step_dir).items()}
+      atomic_io.write_json(os.path.join(step_dir, MANIFEST), {"files": files})
+    distributed.barrier(f"checkpoint manifest {self.directory} {step}")
 
   def verify(self, step: int) -> list[str]:
     """What is wrong with checkpoint ``step`` against its checksums; empty when intact."""

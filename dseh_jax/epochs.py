@@ -1,5 +1,8 @@
 """One epoch of a phase: a seeded sample order, sharded batches, the pmap-ed steps.
 
+With several processes (:mod:`dseh_jax.distributed`) every process draws the same order
+and feeds its local devices its own rows of each global batch.
+
 The order of epoch ``g`` (counted over the whole run) is a permutation drawn from
 ``SeedSequence([seed, bits, g])`` and the step keys are ``split(fold_in(key, g))``, so a
 resumed run repeats them exactly. Batches with inputs are read (and decoded) in a
@@ -14,7 +17,7 @@ import jax
 import numpy as np
 import tqdm
 
-from dseh_jax import faults, input_pipeline, networks
+from dseh_jax import distributed, faults, input_pipeline, networks
 from dseh_jax import train_steps as ts
 from dseh_jax.methods.base import Phase
 
@@ -41,7 +44,7 @@ class EpochRunner:
     label-only batches (LabNet) are cheap enough to build in line.
     """
     def make_batch(s: int) -> dict[str, np.ndarray]:
-      index = order[s * batch_size:(s + 1) * batch_size]
+      index = distributed.process_rows(order[s * batch_size:(s + 1) * batch_size])
       batch = {"labels": self._train_labels[index], "index": index.astype(np.int32)}
       if phase.inputs:
         batch["inputs"] = self.data.train.inputs[index]

@@ -9,6 +9,7 @@ lengths whose ``eval`` settings changed, and merges every length's entry into
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -21,7 +22,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from dseh_jax import evaluation, faults, methods, plots, run_identity, workdir_lock
+from dseh_jax import distributed, evaluation, faults, methods, plots, run_identity
+from dseh_jax import workdir_lock
 from dseh_jax.atomic_io import atomic_write, jsonable, write_json
 from dseh_jax.checkpointing import RunCheckpointer
 from dseh_jax.configs import validation
@@ -49,7 +51,8 @@ def versions() -> dict[str, str]:
           "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
           "flax": flax.__version__, "optax": optax.__version__,
           "orbax-checkpoint": orbax.checkpoint.__version__, "numpy": np.__version__,
-          "devices": f"{jax.local_device_count()} x {jax.devices()[0].platform}"}
+          "devices": f"{jax.local_device_count()} x {jax.devices()[0].platform}",
+          "processes": jax.process_count(), "global_devices": jax.device_count()}
 
 
 def write_figures(bit_dir: str, report: evaluation.RetrievalReport,
@@ -125,7 +128,9 @@ def _claim_workdir(workdir: str, identity: dict[str, Any]) -> None:
       run_identity.check_same_run(
           run_identity.identity(meta["config"], meta.get("data_fingerprint")), identity,
           f"{ckpt_dir}/{step}")
-  write_json(path, identity)
+  distributed.barrier(f"claim {path}")          # every process has read what was there
+  if distributed.is_primary():
+    write_json(path, identity)
 
 
 def _load_results(workdir: str) -> dict[str, Any]:
@@ -143,7 +148,8 @@ def _reevaluate(config, data: RetrievalData, bit_dir: str, entry: dict[str, Any]
   with np.load(f"{bit_dir}/codes.npz") as codes:
     q, db = codes["query_codes"], codes["database_codes"]
   metrics, report = retrieval_metrics(config.eval, q, db, data)
-  write_json(f"{bit_dir}/curves.json", report.to_dict())
+  if distributed.is_primary():
+    write_json(f"{bit_dir}/curves.json", report.to_dict())
   kept = {k: v for k, v in entry.items() if k == "map_l"
           or not k.startswith(("map", "precision_r", "recall_r", "zero_relevant"))}
   return {**kept, **metrics}
@@ -168,7 +174,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: RetrievalData, w
   data = prepare(config, data, check_images=check_images, progress=progress)
   overlaps = check_leakage(config, data)
   data = use_weights_mean(config, data)
-  with workdir_lock.workdir_lock(workdir):
+  primary = distributed.is_primary()
+  with workdir_lock.workdir_lock(workdir) if primary else contextlib.nullcontext():
     fingerprint = run_identity.data_fingerprint(data)
     config_json = json.loads(config.to_json())
     _claim_workdir(workdir, run_identity.identity(config_json, fingerprint))
@@ -201,14 +208,15 @@ def _train_one_length(config, data: RetrievalData, workdir: str, num_bits: int,
                       fingerprint=fingerprint)
     label = methods.LABELS[config.get("method", "dseh")]
     result = trainer.run()
-    save_codes(f"{bit_dir}/codes.npz", result, data)
-    faults.reached("codes_written")
-    write_json(f"{bit_dir}/history.json", result.history)
-    plots.plot_history(result.history, f"{bit_dir}/history.png",
-                       title=f"{label} on {data.name}, {num_bits} bits")
-    report = trainer.last_report() or retrieval_metrics(   # None after a resume past
-        config.eval, result.query_codes, result.database_codes, data)[1]  # the last eval
-    write_figures(bit_dir, report, result.semantic, data.name, num_bits, label)
+    if distributed.is_primary():                 # the other processes hold the same codes
+      save_codes(f"{bit_dir}/codes.npz", result, data)
+      faults.reached("codes_written")
+      write_json(f"{bit_dir}/history.json", result.history)
+      plots.plot_history(result.history, f"{bit_dir}/history.png",
+                         title=f"{label} on {data.name}, {num_bits} bits")
+      report = trainer.last_report() or retrieval_metrics(   # None after a resume past
+          config.eval, result.query_codes, result.database_codes, data)[1]  # the last eval
+      write_figures(bit_dir, report, result.semantic, data.name, num_bits, label)
     entry = {**result.metrics, "wall_seconds": round(time.time() - t0, 2)}
     if result.metrics.get("zero_relevant_queries"):
       log.warning("%d bits: %d queries have no relevant database item (eval.zero_relevant"
@@ -218,5 +226,7 @@ def _train_one_length(config, data: RetrievalData, workdir: str, num_bits: int,
   results["bits"][str(num_bits)] = entry
   results["wall_seconds_total"] = round(
       sum(r.get("wall_seconds", 0.0) for r in results["bits"].values()), 2)
-  write_json(results_path, results)
-  faults.reached("results_written")
+  if distributed.is_primary():
+    write_json(results_path, results)
+    faults.reached("results_written")
+  distributed.barrier(f"results {results_path} {num_bits}")

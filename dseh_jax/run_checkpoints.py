@@ -12,6 +12,8 @@ import json
 import logging
 from typing import Any, Callable, Optional, Sequence
 
+import jax
+
 from dseh_jax import run_identity
 from dseh_jax import train_steps as ts
 from dseh_jax.checkpointing import RunCheckpointer
@@ -41,7 +43,9 @@ class RunCheckpoints:
     return out
 
   def save(self, epochs_done: int, states_rep, handoff_rep, history: list) -> None:
-    tree = self.tree(ts.unreplicate(states_rep), ts.unreplicate(handoff_rep), epochs_done)
+    # Host numpy arrays: orbax writes them once however many processes hold them.
+    tree = jax.device_get(self.tree(ts.unreplicate(states_rep), ts.unreplicate(handoff_rep),
+                                    epochs_done))
     meta = {"epochs_done": epochs_done, "num_bits": self.num_bits,
             "config": json.loads(self.config.to_json()),
             "data_fingerprint": self.identity["data_fingerprint"], "history": history}

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dseh_jax import evaluation, faults, methods, networks, run_identity
+from dseh_jax import distributed, evaluation, faults, methods, networks, run_identity
 from dseh_jax import run_metrics
 from dseh_jax import train_steps as ts
 from dseh_jax.data.splits import RetrievalData
@@ -69,9 +69,9 @@ class Trainer:
                                           fingerprint or run_identity.data_fingerprint(data))
     self.num_devices = jax.local_device_count()
     for net in self.method.networks:
-      if config[net].batch_size % self.num_devices:
-        raise ValueError(f"batch size {config[net].batch_size} is not divisible by the "
-                         f"{self.num_devices} local devices")
+      if config[net].batch_size % jax.device_count():
+        raise ValueError(f"{net}.batch_size={config[net].batch_size} is not divisible by the "
+                         f"{jax.device_count()} devices ({jax.process_count()} processes)")
     if config.on_collapse not in ON_COLLAPSE:
       raise ValueError(f"on_collapse={config.on_collapse!r}; expected one of {ON_COLLAPSE}")
     self.plan = self.method.plan(config)
@@ -194,7 +194,8 @@ class Trainer:
           summary = self._end_phase(phase, states_rep, handoff_rep)
           self._log(summary)
           faults.reached("phase_summary")
-        if last or (done % every == 0 and time.time() - last_save >= min_gap):
+        if last or (done % every == 0 and
+                    distributed.agree(time.time() - last_save >= min_gap)):
           self.checkpoints.save(done, states_rep, handoff_rep, self.history)
           last_save = time.time()
           faults.reached("checkpoint_saved")

@@ -42,6 +42,11 @@ def define_flags(values: flags.FlagValues) -> None:
                     "table)", flag_values=values)
   flags.DEFINE_integer("host_devices", 0, "simulate N CPU devices (sets XLA_FLAGS before "
                        "JAX starts its backends)", flag_values=values)
+  flags.DEFINE_bool("multihost", False, "one process of a multi-host run: join JAX's "
+                    "distributed runtime from the cluster's variables (SLURM, Open MPI, …); "
+                    "the DSEH_COORDINATOR / DSEH_NUM_PROCESSES / DSEH_PROCESS_ID variables "
+                    "(experiments/launch_local.py) do it without this flag",
+                    flag_values=values)
   flags.DEFINE_bool("no_progress", False, "hide the tqdm bars", flag_values=values)
   flags.DEFINE_bool("debug", False, "show the Python traceback of an error instead of its "
                     "one-line message", flag_values=values)
@@ -96,8 +101,11 @@ def main(argv=None) -> int:
 def run(args) -> int:
   from dseh_jax.host_devices import simulate_cpu_devices  # pylint: disable=import-outside-toplevel
   simulate_cpu_devices(args.host_devices)
-  # JAX is imported only after XLA_FLAGS is final.
-  from dseh_jax import methods  # pylint: disable=import-outside-toplevel
+  # JAX starts its backends only after XLA_FLAGS and the distributed runtime are set.
+  from dseh_jax import distributed, methods  # pylint: disable=import-outside-toplevel
+  if not distributed.initialize_from_environment() and args.multihost:
+    import jax  # pylint: disable=import-outside-toplevel
+    jax.distributed.initialize()          # a cluster's own variables (SLURM, Open MPI, …)
   from dseh_jax.data.registry import load_dataset  # pylint: disable=import-outside-toplevel
   from dseh_jax.experiment import prepare, train_and_evaluate  # pylint: disable=import-outside-toplevel
   from dseh_jax.run_metrics import metric_columns  # pylint: disable=import-outside-toplevel
@@ -109,10 +117,12 @@ def run(args) -> int:
   validate_config(config)                 # before the data are read
 
   os.makedirs(args.workdir, exist_ok=True)
-  logging.basicConfig(
-      level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True,
-      handlers=[logging.StreamHandler(sys.stdout),
-                logging.FileHandler(os.path.join(args.workdir, "log.txt"))])
+  handlers = [logging.StreamHandler(sys.stdout)]
+  if distributed.is_primary():            # one log file, written by process 0
+    handlers.append(logging.FileHandler(os.path.join(args.workdir, "log.txt")))
+  where = "" if distributed.is_primary() else f"[process {distributed.process_index()}] "
+  logging.basicConfig(level=logging.INFO, force=True, handlers=handlers,
+                      format=f"%(asctime)s %(levelname)s {where}%(message)s")
   for noisy in ("absl", "orbax", "jax"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
