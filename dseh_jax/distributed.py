@@ -7,8 +7,8 @@ device of every process. What this project splits and what it keeps the same:
   devices only its rows of each global batch (:func:`process_rows`); the step all-gathers
   the batch's rows, so the per-training-point banks stay identical on every device;
 * gradients and metrics are averaged over all global devices (``lax.pmean``);
-* every process encodes every item with its local devices (no collective), so all hold
-  the same codes;
+* encoding splits the items into one block per process and all-gathers the outputs
+  (:func:`dseh_jax.prediction.predict_in_batches`), so every process holds all codes;
 * checkpoints: every process calls orbax's save (orbax writes the arrays once and syncs);
   the checksum manifest, ``run.json``, ``results.json``, codes, figures and the log file
   are written by process 0 (:func:`is_primary`); decisions taken from a clock are process

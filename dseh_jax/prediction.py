@@ -33,10 +33,57 @@ def make_predict_fn(apply_fn: Callable, *, flip_average: bool = False) -> Callab
   return jax.pmap(forward, axis_name=AXIS_NAME)
 
 
+class RowBlock:
+  """Rows ``start … start + length - 1`` of ``inputs`` as a lazy ``[length, ...]`` array;
+  rows past the end of ``inputs`` read as row 0 (padding, dropped by the caller)."""
+
+  def __init__(self, inputs: Any, start: int, length: int):
+    self.inputs, self.start, self.length = inputs, int(start), int(length)
+
+  @property
+  def shape(self) -> tuple[int, ...]:
+    return (self.length,) + tuple(self.inputs.shape[1:])
+
+  def __len__(self) -> int:
+    return self.length
+
+  def __getitem__(self, key: slice) -> np.ndarray:
+    a, b, step = key.indices(self.length)
+    if step != 1:
+      raise IndexError("RowBlock takes contiguous slices only")
+    n = len(self.inputs)
+    x = np.asarray(self.inputs[min(self.start + a, n):min(self.start + b, n)])
+    missing = (b - a) - x.shape[0]
+    if missing > 0:
+      x = np.concatenate([x, np.repeat(np.asarray(self.inputs[0:1]), missing, axis=0)])
+    return x
+
+
 def predict_in_batches(predict_fn: Callable, params: Any, inputs: np.ndarray,
                        batch_size: int, num_devices: int, *, progress: str = ""
                        ) -> tuple[np.ndarray, ...]:
   """Runs ``predict_fn`` over every row of ``inputs`` ``[n, ...]``; returns numpy ``[n, ...]``.
+
+  With several processes (:mod:`dseh_jax.distributed`) each predicts one block of
+  ``ceil(n / processes)`` rows on its local devices and the blocks are all-gathered, so
+  every process returns all ``n`` rows.
+  """
+  count = jax.process_count()
+  if count == 1:
+    return _predict_local(predict_fn, params, inputs, batch_size, num_devices, progress)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  share = -(-len(inputs) // count)
+  block = RowBlock(inputs, jax.process_index() * share, share)
+  mine = _predict_local(predict_fn, params, block, batch_size, num_devices, progress)
+  gathered = multihost_utils.process_allgather(mine)              # [processes, share, ...]
+  return jax.tree_util.tree_map(
+      lambda a: np.asarray(a).reshape((count * share,) + a.shape[2:])[:len(inputs)],
+      gathered)
+
+
+def _predict_local(predict_fn: Callable, params: Any, inputs: Any, batch_size: int,
+                   num_devices: int, progress: str = "") -> tuple[np.ndarray, ...]:
+  """Every row of ``inputs`` on this process's devices.
 
   ``params`` are replicated; ``inputs`` is an array or a lazy
   :class:`dseh_jax.input_pipeline.ImageArray`. Batches are decoded in a background thread

@@ -114,3 +114,29 @@ def test_a_killed_two_process_run_resumes_to_the_same_codes(runs, tmp_path):
   ref = _codes(root / "2x1")
   for split in SPLITS:
     np.testing.assert_array_equal(_codes(workdir)[split], ref[split], err_msg=split)
+
+
+def test_row_block_reads_its_rows_and_pads_with_row_zero():
+  from dseh_jax.prediction import RowBlock  # pylint: disable=import-outside-toplevel
+  x = np.arange(10 * 3).reshape(10, 3)
+  block = RowBlock(x, 8, 4)                    # rows 8, 9, then two padding rows
+  assert len(block) == 4 and block.shape == (4, 3)
+  np.testing.assert_array_equal(block[0:4], x[[8, 9, 0, 0]])
+  np.testing.assert_array_equal(block[1:3], x[[9, 0]])
+  np.testing.assert_array_equal(RowBlock(x, 0, 5)[2:5], x[2:5])
+  np.testing.assert_array_equal(RowBlock(x, 12, 2)[0:2], x[[0, 0]])
+  with pytest.raises(IndexError):
+    _ = block[0:4:2]
+
+
+def test_environment_names_the_bad_variable(monkeypatch):
+  from dseh_jax import distributed  # pylint: disable=import-outside-toplevel
+  assert distributed.initialize_from_environment({}) is False
+  with pytest.raises(ValueError, match="DSEH_NUM_PROCESSES and DSEH_PROCESS_ID"):
+    distributed.initialize_from_environment({"DSEH_COORDINATOR": "localhost:1",
+                                             "DSEH_NUM_PROCESSES": "two"})
+  with pytest.raises(ValueError, match="DSEH_PROCESS_ID=2: expected 0..1"):
+    distributed.initialize_from_environment({"DSEH_COORDINATOR": "localhost:1",
+                                             "DSEH_NUM_PROCESSES": "2",
+                                             "DSEH_PROCESS_ID": "2"})
+  assert distributed.process_rows(np.arange(6)).tolist() == list(range(6))   # one process
