@@ -140,3 +140,15 @@ def test_environment_names_the_bad_variable(monkeypatch):
                                              "DSEH_NUM_PROCESSES": "2",
                                              "DSEH_PROCESS_ID": "2"})
   assert distributed.process_rows(np.arange(6)).tolist() == list(range(6))   # one process
+
+
+def test_a_killed_two_process_run_resumes_on_one_process(runs, tmp_path):
+  root, _ = runs
+  workdir = tmp_path / "killed"
+  assert _two_processes(workdir, tmp_path / "logs", fault="epoch_end:4").returncode != 0
+  resumed = _one_process(workdir, 2)
+  assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+  assert "resuming 8-bit run after epoch" in resumed.stdout
+  ref = _codes(root / "2x1")
+  for split in SPLITS:
+    np.testing.assert_array_equal(_codes(workdir)[split], ref[split], err_msg=split)
