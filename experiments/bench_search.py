@@ -113,8 +113,9 @@ def main(argv=None) -> int:
   import faiss  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(args.seed)
-  rows = [search_case(int(n), args, rng) for n in args.database.split(",")]
+  # The evaluation first: its memory is the growth of the peak RSS, a high-water mark.
   ev = evaluation_case(args, rng) if args.eval_database else None
+  rows = [search_case(int(n), args, rng) for n in args.database.split(",")]
   machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
              f"python {platform.python_version()}, numpy {np.__version__}, jax "
              f"{jax.__version__} ({jax.default_backend()}), faiss {faiss.__version__} "

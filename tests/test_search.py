@@ -292,3 +292,26 @@ def test_encode_cli_reports_a_missing_run(tmp_path, capsys):
   assert cli.main(["--workdir", str(tmp_path / "none"), "--bits", "8", "--split", "query",
                    "--out", str(tmp_path / "o")]) == 2
   assert "no checkpoints" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["ties", "skewed", "k_is_n", "one", "rare_near"])
+def test_stable_top_k_is_exact_where_the_sampled_cut_is_wrong(case):
+  """The sampled cut-off only speeds the search up: all-equal rows, rows whose few near
+  items the sample misses, k = n and k = 1 give the first k of a stable argsort."""
+  from dseh_jax.evaluation.search import _stable_top_k  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(7)
+  n, k = 50_000, 100
+  if case == "ties":
+    dist = np.full((3, n), 5, np.uint8)
+  elif case == "skewed":
+    dist = rng.binomial(64, 0.5, size=(3, n)).astype(np.uint8)
+  elif case == "rare_near":                      # 150 near items at unsampled positions
+    dist = np.full((3, n), 40, np.uint8)
+    dist[:, rng.choice(np.flatnonzero(np.arange(n) % 3), 150, replace=False)] = 2
+  else:
+    dist = rng.integers(0, 9, size=(3, n)).astype(np.uint8)
+    k = n if case == "k_is_n" else 1
+  idx, d = _stable_top_k(dist, k)
+  want = np.argsort(dist, axis=1, kind="stable")[:, :k]
+  np.testing.assert_array_equal(idx, want)
+  np.testing.assert_array_equal(d, np.take_along_axis(dist, want, 1))
