@@ -12,7 +12,7 @@ ImageNet weights in the paper), ``params['head']`` the new semantic and hash lay
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -79,15 +79,16 @@ class SemanticHashHead(nn.Module):
   num_bits: int
   hash_from_pre_relu: bool = False
   init_std: Optional[float] = None
+  dtype: Any = jnp.float32               # computation dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x: Array) -> tuple[Array, Array]:
     pre = nn.Dense(self.semantic_units, kernel_init=_dense_init(self.init_std),
-                   name="semantic")(x)
+                   dtype=self.dtype, name="semantic")(x)
     semantic = nn.relu(pre)
     hash_in = pre if self.hash_from_pre_relu else semantic
     logits = nn.Dense(self.num_bits, kernel_init=_dense_init(self.init_std),
-                      name="hash")(hash_in)
+                      dtype=self.dtype, name="hash")(hash_in)
     return semantic, logits
 
 
@@ -193,23 +194,25 @@ class ConvBackbone(nn.Module):
   """conv1…fc7 of a :class:`BackboneSpec`; NHWC input, ``[B, fc_units[-1]]`` output."""
   spec: BackboneSpec
   dropout_rate: float = 0.5
+  dtype: Any = jnp.float32               # computation dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, images: Array, dropout_keys: Optional[Array] = None) -> Array:
-    x = images
+    x = images.astype(self.dtype)
     s = self.spec
     for layer in s.convs:
       x = nn.Conv(layer.features, (layer.kernel, layer.kernel),
                   strides=(layer.stride, layer.stride),
-                  padding=[(layer.padding, layer.padding)] * 2, name=layer.name)(x)
+                  padding=[(layer.padding, layer.padding)] * 2, dtype=self.dtype,
+                  name=layer.name)(x)
       x = nn.relu(x)
-      if layer.lrn:
-        x = local_response_norm(x, s.lrn)
+      if layer.lrn:                      # its sums and powers in float32
+        x = local_response_norm(x.astype(jnp.float32), s.lrn).astype(self.dtype)
       if layer.pool:
         x = pooling.max_pool(x, s.pool_window, s.pool_stride, layer.pool_padding)
     x = x.reshape((x.shape[0], -1))
     for i, (name, units) in enumerate(s.fc_units):
-      x = nn.relu(nn.Dense(units, name=name)(x))
+      x = nn.relu(nn.Dense(units, dtype=self.dtype, name=name)(x))
       keys = None if dropout_keys is None else jax.vmap(jax.random.fold_in, (0, None))(
           dropout_keys, i)
       x = example_dropout(x, self.dropout_rate, keys)
@@ -238,14 +241,17 @@ class ImgNet(nn.Module):
   hash_from_pre_relu: bool = False
   dropout_rate: float = 0.5
   feature_dropout: float = 0.0        # feature mode only: dropout on the input features
+  # Computation dtype of the layers (``jnp.bfloat16``: mixed precision); the parameters
+  # and the outputs (hence the losses) stay float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, inputs: Array, dropout_keys: Optional[Array] = None) -> ImgNetOutputs:
     """``inputs``: ``[B, H, W, C]`` images or ``[B, d]`` features; ``dropout_keys``:
     ``[B, 2]`` per-example keys in training, ``None`` at test time."""
     if self.backbone is not None:
-      x = ConvBackbone(self.backbone, self.dropout_rate, name="backbone")(inputs,
-                                                                          dropout_keys)
+      x = ConvBackbone(self.backbone, self.dropout_rate, self.dtype,
+                       name="backbone")(inputs, dropout_keys)
     else:
       # Feature mode reads fc7 features, which the image-mode network drops out in
       # training (SPEC §4); ``feature_dropout`` applies that dropout here.
@@ -253,5 +259,6 @@ class ImgNet(nn.Module):
           dropout_keys, FEATURE_DROPOUT_STREAM)
       x = example_dropout(inputs, self.feature_dropout, keys)
     semantic, logits = SemanticHashHead(self.semantic_units, self.num_bits,
-                                        self.hash_from_pre_relu, name="head")(x)
-    return ImgNetOutputs(semantic, logits)
+                                        self.hash_from_pre_relu, dtype=self.dtype,
+                                        name="head")(x.astype(self.dtype))
+    return ImgNetOutputs(semantic.astype(jnp.float32), logits.astype(jnp.float32))

@@ -90,7 +90,8 @@ def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[in
                         semantic_units=c.semantic_units,
                         hash_from_pre_relu=c.hash_from_pre_relu,
                         dropout_rate=c.dropout_rate,
-                        feature_dropout=c.feature_dropout if c.backbone == "none" else 0.0)
+                        feature_dropout=c.feature_dropout if c.backbone == "none" else 0.0,
+                        dtype=jnp.dtype(c.get("compute_dtype", "float32")))
   params = model.init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32))["params"]
   if c.pretrained_weights:
     params = load_pretrained_backbone(params, c.pretrained_weights, input_shape,

@@ -44,11 +44,19 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   return out
 
 
+# Fields added after runs were made: at these values they train what configs without them
+# trained, so they stay out of the identity and old workdirs resume.
+SILENT_DEFAULTS = {"imgnet.compute_dtype": "float32"}
+
+
 def training_view(config_json: Mapping[str, Any]) -> dict[str, Any]:
   """The dotted fields of a config (as JSON) that determine what is trained."""
   view = {k: v for k, v in flatten(config_json).items()
           if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in NOT_TRAINING)}
   view.setdefault("method", "dseh")          # configs before methods trained DSEH
+  for field, default in SILENT_DEFAULTS.items():   # newer fields at their old behaviour
+    if view.get(field) == default:
+      del view[field]
   return view
 
 

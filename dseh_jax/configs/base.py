@@ -49,6 +49,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.imgnet.random_flip = True                # paper and code
   c.imgnet.random_shift = 0                  # images: translate by up to this many pixels
   c.imgnet.flip_average_codes = False        # images: codes of image + mirror (photo configs)
+  c.imgnet.compute_dtype = "float32"         # "bfloat16": mixed precision (losses float32)
   c.imgnet.batch_size = 128                  # paper and code
   c.imgnet.epochs_per_round = (40, 40, 40)   # code
   c.imgnet.optimizer = _optimizer(lr=1e-4)   # code NUS-WIDE 1e-4

@@ -106,6 +106,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "imgnet.feature_dropout": _num_in(0.0, 1.0, open_hi=True),
     "imgnet.random_shift": _int_in(0),
     "imgnet.flip_average_codes": ((lambda v: isinstance(v, bool)), "True or False"),
+    "imgnet.compute_dtype": _one_of(("float32", "bfloat16")),
     "imgnet.loss.logit_scale": _num_in(0.0, open_lo=True),
     "imgnet.loss.target_factor": _num_in(0.0, 1.0, open_lo=True),
     **_network_rules("labnet"), **_network_rules("imgnet"),
@@ -122,7 +123,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "checkpoint_min_seconds": _num_in(0.0),
     "checkpoints_to_keep": _int_in(1),
 }
-OPTIONAL = ("data.check_images", "method", "imgnet.flip_average_codes")   # older configs lack them
+OPTIONAL = ("data.check_images", "method", "imgnet.flip_average_codes",   # older configs
+            "imgnet.compute_dtype")                                         # lack them
 RULES["data.check_images"] = _one_of(CHECK_IMAGES)
 
 
