@@ -46,4 +46,4 @@ def test_a_bfloat16_run_trains_and_float32_keeps_the_old_identity(tmp_path):
   assert view["imgnet.compute_dtype"] == "bfloat16"
   config.imgnet.compute_dtype = "float32"
   assert "imgnet.compute_dtype" not in run_identity.training_view(
-      __import__("json").loads(config.to_json()))
+      json.loads(config.to_json()))
