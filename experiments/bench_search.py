@@ -18,16 +18,13 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 import time
 
 import numpy as np
 
-
-def rss_gb() -> float:
-  """Peak resident memory of this process so far, GB (Linux: ru_maxrss in KiB)."""
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_eval import peak_memory_gb, synthetic_codes  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def random_packed(rng: np.random.Generator, n: int, bits: int) -> np.ndarray:
@@ -40,14 +37,14 @@ def random_packed(rng: np.random.Generator, n: int, bits: int) -> np.ndarray:
 
 def timed(fn, repeats: int):
   """``(best seconds, peak RSS growth GB, result)`` of ``fn()`` after one warm-up call."""
-  before = rss_gb()
+  before = peak_memory_gb()
   result = fn()
   best = np.inf
   for _ in range(repeats):
     t0 = time.perf_counter()
     result = fn()
     best = min(best, time.perf_counter() - t0)
-  return best, rss_gb() - before, result
+  return best, peak_memory_gb() - before, result
 
 
 def parity(ours, theirs) -> dict:
@@ -82,17 +79,16 @@ def search_case(n: int, args, rng) -> dict:
 def evaluation_case(args, rng) -> dict:
   # pylint: disable=import-outside-toplevel
   from dseh_jax import evaluation
-  from bench_eval import synthetic_codes
   q, db, ql, dl = synthetic_codes(args.eval_queries, args.eval_database, 21, args.bits,
                                   args.seed)
   qp, dp = evaluation.pack_codes(q), evaluation.pack_codes(db)
   del q, db
-  before = rss_gb()
+  before = peak_memory_gb()
   t0 = time.perf_counter()
   report = evaluation.evaluate_retrieval(qp, dp, ql, dl, num_bits=args.bits,
                                          ties=("stable", "tie_aware"), precision_at_n=())
   return {"queries": args.eval_queries, "database": args.eval_database,
-          "seconds": time.perf_counter() - t0, "extra_gb": rss_gb() - before,
+          "seconds": time.perf_counter() - t0, "extra_gb": peak_memory_gb() - before,
           "map_stable": report.map["stable"], "map_tie_aware": report.map["tie_aware"]}
 
 
@@ -109,7 +105,6 @@ def main(argv=None) -> int:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="", help="JSON file for the results")
   args = p.parse_args(argv)
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # bench_eval's codes
   import faiss  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(args.seed)
