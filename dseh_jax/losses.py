@@ -14,7 +14,8 @@ sharded batch equals the value on the whole batch (what ``lax.pmean`` relies on)
 """
 from __future__ import annotations
 
-from typing import Mapping
+import functools
+from typing import Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,8 @@ def label_similarity(labels_a: Array, labels_b: Array) -> Array:
 
 
 def pairwise_likelihood(a: Array, b: Array, similarity: Array, *, s: float = 1.0,
-                        half: bool = False, reduction: str = "paper") -> Array:
+                        half: bool = False, reduction: str = "paper",
+                        counts: Optional[Array] = None) -> Array:
   """Negative log-likelihood of pairwise similarities, SPEC §2.
 
   ``Θ_ij = c · a_i·b_j`` with ``c = ½`` if ``half`` (the code) else 1 (the paper), and
@@ -53,16 +55,55 @@ def pairwise_likelihood(a: Array, b: Array, similarity: Array, *, s: float = 1.0
     s: scale of ``S`` (ImageNet 5; code: NUS-WIDE 0.999, MS-COCO 0.8).
     half: use the code's ½ factor in ``Θ``.
     reduction: ``"paper"``: ``Σ_j`` then mean over the batch; ``"code"``: mean over ``B×n``.
+    counts: ``[n]`` optional multiplicities of ``b``'s rows: row ``j`` stands for
+      ``counts[j]`` training points with the same ``b_j`` and the same labels (its column
+      of ``S``), so ``n = Σ_j counts[j]``; rows of count 0 are padding. The loss equals
+      the one over the repeated rows (:func:`dseh_jax.train_steps.group_rows`).
   Returns: a scalar.
+
+  The gradient is written by hand (:func:`_pair_nll_sum`): one pass over ``Θ`` gives the
+  loss and ``∂loss/∂Θ = c·(σ(Θ) − s·S)``, and ``∂/∂a`` is one matrix product.
   """
   check_reduction(reduction)
-  theta = a @ b.T
-  if half:
-    theta = 0.5 * theta
-  per_pair = jax.nn.softplus(theta) - s * similarity * theta
+  n = b.shape[0] if counts is None else jnp.sum(counts)
+  total = _pair_nll_sum(a, b, similarity, counts, 0.5 if half else 1.0, float(s))
   if reduction == "paper":
-    return jnp.mean(jnp.sum(per_pair, axis=1))
-  return jnp.mean(per_pair)
+    return total / a.shape[0]
+  return total / (a.shape[0] * n)
+
+
+def _pair_terms(theta: Array, similarity: Array, s: float) -> tuple[Array, Array]:
+  """``(softplus(Θ) − s·S·Θ, σ(Θ) − s·S)`` from one ``exp(−|Θ|)`` per element."""
+  e = jnp.exp(-jnp.abs(theta))
+  nll = jnp.maximum(theta, 0.0) + jnp.log1p(e) - s * similarity * theta
+  sigma = jnp.where(theta >= 0, 1.0, e) / (1.0 + e)
+  return nll, sigma - s * similarity
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _pair_nll_sum(a, b, similarity, counts, scale, s):
+  """``Σ_ij w_j·(softplus(Θ_ij) − s·S_ij·Θ_ij)``, ``Θ = scale·a bᵀ``, ``w = counts`` or 1."""
+  return _pair_nll_fwd(a, b, similarity, counts, scale, s)[0]
+
+
+def _pair_nll_fwd(a, b, similarity, counts, scale, s):
+  theta = scale * (a @ b.T)
+  nll, dtheta = _pair_terms(theta, similarity, s)
+  if counts is not None:
+    nll, dtheta = nll * counts, dtheta * counts
+  return jnp.sum(nll), (a, b, similarity, counts, theta, scale * dtheta)
+
+
+def _pair_nll_bwd(scale, s, residuals, g):
+  a, b, similarity, counts, theta, dtheta = residuals
+  w = 1.0 if counts is None else counts
+  # Unused cotangents (b, S and counts are constants of the training steps) are dead code
+  # under jit and cost nothing there.
+  d_counts = None if counts is None else g * jnp.sum(_pair_terms(theta, similarity, s)[0], 0)
+  return (g * (dtheta @ b), g * (dtheta.T @ a), -g * s * theta * w, d_counts)
+
+
+_pair_nll_sum.defvjp(_pair_nll_fwd, _pair_nll_bwd)
 
 
 def quantization_loss(codes: Array, *, reduction: str = "paper") -> Array:
@@ -137,7 +178,8 @@ def labnet_loss(semantic: Array, codes: Array, label_pred: Array, labels: Array,
 def imgnet_loss(semantic: Array, hash_logits: Array, labels: Array, target_bits: Array,
                 all_semantic: Array, all_labels: Array, *, weights: Mapping[str, float],
                 s: float, half: bool, logit_scale: float, target_factor: float,
-                reduction: str) -> tuple[Array, dict[str, Array]]:
+                reduction: str, all_counts: Optional[Array] = None
+                ) -> tuple[Array, dict[str, Array]]:
   """ImgNet's loss, SPEC §4 eq. 14: ``w1·J1 + η·J2``.
 
   Args:
@@ -146,12 +188,14 @@ def imgnet_loss(semantic: Array, hash_logits: Array, labels: Array, target_bits:
     all_semantic: ``[n, 512]`` LabNet's semantic features of all training points;
     all_labels: ``[n, c]``.
     weights: ``{"j1": 1 (0 for DSEH-S), "j2": η}``.
+    all_counts: ``None`` or ``[u]`` multiplicities of distinct ``(all_semantic, all_labels)``
+      rows (``pairwise_likelihood``'s ``counts``).
   Returns: ``(total, {"j1", "j2"})``.
   """
   sim = label_similarity(labels, all_labels)
   terms = {
       "j1": pairwise_likelihood(semantic, all_semantic, sim, s=s, half=half,
-                                reduction=reduction),
+                                reduction=reduction, counts=all_counts),
       "j2": sigmoid_cross_entropy(hash_logits, target_bits, logit_scale=logit_scale,
                                   target_factor=target_factor, reduction=reduction),
   }

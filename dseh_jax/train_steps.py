@@ -22,6 +22,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 import flax.jax_utils
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from flax.training import train_state
 from jax import lax
@@ -53,11 +54,49 @@ LabNetBuffers = PointBank
 class LabNetTargets(struct.PyTreeNode):
   """What ImgNet learns from in its phase (SPEC §4), constant: ``semantic`` = LabNet's
   ``F_l`` ``[n, 512]``, ``targets`` = LabNet's codes mapped to {0, 1},
-  ``h' = (sign(h^l) + 1) / 2`` ``[n, K]``, ``labels`` ``[n, c]``."""
+  ``h' = (sign(h^l) + 1) / 2`` ``[n, K]``, ``labels`` ``[n, c]``.
+
+  ``counts``: ``None``, or ``[u]`` multiplicities when ``semantic`` and ``labels`` hold
+  only the ``u`` distinct ``(f^l_j, y_j)`` rows (:meth:`grouped`); ``targets`` always has
+  one row per training point. J1 is the same either way (``losses.pairwise_likelihood``).
+  """
   semantic: Array
   targets: Array
   labels: Array
+  counts: Optional[Array] = None
   SAVED: ClassVar[tuple[str, ...]] = ()      # rebuilt from LabNet's parameters
+
+  @classmethod
+  def grouped(cls, semantic: Array, targets: Array, labels: Array) -> "LabNetTargets":
+    """The targets with J1's side reduced to its distinct rows (:func:`group_rows`).
+
+    LabNet's features are a function of the labels, so the ``n`` rows hold only as many
+    distinct ones as there are label sets (NUS-WIDE-21: 1,680 of 10,500): J1's two
+    ``[B, n] × [n, 512]`` products shrink by ``n / u``."""
+    rows = group_rows(semantic, labels)
+    if rows is None:
+      return cls(semantic, targets, labels)
+    return cls(rows[0], targets, rows[1], rows[2])
+
+
+def group_rows(semantic: np.ndarray, labels: np.ndarray, *, multiple: int = 128
+               ) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """``(semantic [u, d], labels [u, c], counts [u])``: the distinct rows of
+  ``[semantic | labels]`` (bit for bit) and how often each occurs, padded with zero rows of
+  count 0 to a multiple of ``multiple`` (fewer shapes to compile); ``None`` when that
+  saves no rows."""
+  semantic, labels = np.asarray(semantic), np.asarray(labels)
+  n, d = semantic.shape
+  both = np.concatenate([semantic, labels.astype(semantic.dtype)], axis=1)
+  distinct, counts = np.unique(both, axis=0, return_counts=True)
+  u = -(-len(distinct) // multiple) * multiple
+  if u >= n:
+    return None
+  padded = np.zeros((u, both.shape[1]), both.dtype)
+  padded[:len(distinct)] = distinct
+  weights = np.zeros(u, semantic.dtype)
+  weights[:len(distinct)] = counts
+  return padded[:, :d], padded[:, d:].astype(labels.dtype), weights
 
 
 def _all_gather(x: Array, axis_name: Optional[str]) -> Array:
@@ -182,7 +221,7 @@ def imgnet_objective(params, *, state: TrainState, bank: LabNetTargets, batch: B
   targets = bank.targets[batch["index"]]
   total, terms = losses.imgnet_loss(
       out.semantic, out.hash_logits, batch["labels"], targets, bank.semantic,
-      bank.labels, **loss_kwargs)
+      bank.labels, all_counts=bank.counts, **loss_kwargs)
   logits = lax.stop_gradient(out.hash_logits)
   agreement = jnp.mean(((logits >= 0) == (targets > 0.5)).astype(jnp.float32))
   return total, (terms, bank, {"bit_agreement": agreement})
@@ -247,14 +286,17 @@ bank is unchanged; metrics ``loss, j1, j2, bit_agreement``.
 """)
 
 
-def pmap_step(step_fn: Callable, **static_kwargs) -> Callable:
+def pmap_step(step_fn: Callable, *, donate: bool = False, **static_kwargs) -> Callable:
   """``jax.pmap`` of a step over all local devices with ``axis_name="batch"``.
 
   All arguments carry a leading device axis: use :func:`replicate` for state, bank and
-  rng, and :func:`shard_batch` for the batch.
+  rng, and :func:`shard_batch` for the batch. ``donate``: the step may reuse the memory of
+  the state and bank it is given (the caller must not read them afterwards): the
+  optimiser and the bank's row writes then update in place instead of copying (LabNet's
+  step at NUS-WIDE size: 16 → 13 ms on 2 CPU cores).
   """
   fn = functools.partial(step_fn, axis_name=AXIS_NAME, **static_kwargs)
-  return jax.pmap(fn, axis_name=AXIS_NAME)
+  return jax.pmap(fn, axis_name=AXIS_NAME, donate_argnums=(0, 1) if donate else ())
 
 
 # Reshapes every ``[B, ...]`` array to ``[num_devices, B / num_devices, ...]``.

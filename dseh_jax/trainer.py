@@ -82,7 +82,7 @@ class Trainer:
     self.states = self.method.create_states(config, data, self.num_bits, keys)
     schedules = {net: networks.make_schedule(config[net], self.num_train, net)
                  for net in self.method.networks}
-    steps = {net: ts.pmap_step(self.method.train_step(config, data, net))
+    steps = {net: ts.pmap_step(self.method.train_step(config, data, net), donate=True)
              for net in self.method.networks}
     self.epochs = EpochRunner(config, data, self.num_bits, self.key, steps, schedules,
                               workdir=workdir, progress=progress)

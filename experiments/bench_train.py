@@ -122,17 +122,18 @@ def jax_setup(step: str, data, input_shape, config, args):
 
 
 def jax_step(setup, devices: int) -> Callable[[], None]:
-  """A callable running one JAX step: ``jax.jit`` on 1 device, else ``pmap_step``."""
+  """A callable running one JAX step: ``jax.jit`` on 1 device, else ``pmap_step``; state
+  and bank donated, as the trainer runs them (PyTorch updates them in place too)."""
   import jax  # pylint: disable=import-outside-toplevel
   from dseh_jax import train_steps as ts  # pylint: disable=import-outside-toplevel
 
   fn, kw, state, bank, batch, key = setup
   if devices == 1:
-    fn = jax.jit(functools.partial(fn, axis_name=None, **kw))
-    carry = list(jax.device_put((state, bank)))
+    fn = jax.jit(functools.partial(fn, axis_name=None, **kw), donate_argnums=(0, 1))
+    carry = list(jax.device_put(jax.tree.map(np.array, (state, bank))))  # donated: copies
     batch, rng = jax.device_put((batch, key))
   else:
-    fn = ts.pmap_step(fn, **kw)
+    fn = ts.pmap_step(fn, donate=True, **kw)
     carry = list(ts.replicate((state, bank)))
     rng = ts.replicate(key)
     batch = jax.pmap(lambda b: b)(ts.shard_batch(batch, devices))

@@ -62,7 +62,7 @@ class DSEH(base.Method):
       if out is None:
         out = labnet_outputs(run, states[LABNET], labels)
       targets = (evaluation.binarize(out.codes).astype(np.float32) + 1.0) / 2.0
-      return ts.LabNetTargets(out.semantic, targets, labels)
+      return ts.LabNetTargets.grouped(out.semantic, targets, labels)
     if phase.round == 0:
       k_f, k_h = jax.random.split(run.handoff_key)
       n, d = run.num_train, run.config.labnet.semantic_units
