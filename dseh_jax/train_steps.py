@@ -290,13 +290,36 @@ def pmap_step(step_fn: Callable, *, donate: bool = False, **static_kwargs) -> Ca
   """``jax.pmap`` of a step over all local devices with ``axis_name="batch"``.
 
   All arguments carry a leading device axis: use :func:`replicate` for state, bank and
-  rng, and :func:`shard_batch` for the batch. ``donate``: the step may reuse the memory of
-  the state and bank it is given (the caller must not read them afterwards): the
-  optimiser and the bank's row writes then update in place instead of copying (LabNet's
-  step at NUS-WIDE size: 16 → 13 ms on 2 CPU cores).
+  rng, and :func:`shard_batch` for the batch. When the run has a single device in all
+  (one process, one device) the step is :func:`one_device_step` instead: the same
+  arguments and results, the same numbers, about twice as fast on CPU. ``donate``: the
+  step may reuse the memory of the state and bank it is given (the caller must not read
+  them afterwards), so the optimiser and the bank's row writes update in place; applied
+  on one device and on accelerators (on CPU it slows ``pmap`` down, measured).
   """
+  if jax.device_count() == 1:
+    return one_device_step(step_fn, donate=donate, **static_kwargs)
   fn = functools.partial(step_fn, axis_name=AXIS_NAME, **static_kwargs)
+  donate = donate and jax.default_backend() != "cpu"
   return jax.pmap(fn, axis_name=AXIS_NAME, donate_argnums=(0, 1) if donate else ())
+
+
+def one_device_step(step_fn: Callable, *, donate: bool = False, **static_kwargs) -> Callable:
+  """:func:`pmap_step`'s contract on exactly one device, compiled with ``jax.jit``.
+
+  Inputs and outputs keep the leading device axis of size 1; inside, the step runs with
+  ``axis_name=None`` (no collectives: a mean over one device is the identity). On CPU,
+  ``pmap`` over one device runs LabNet's NUS-WIDE-sized step in 17–20 ms against 13–15 ms
+  for this, and with donated buffers 27–34 ms against 13–15 ms.
+  """
+  fn = functools.partial(step_fn, axis_name=None, **static_kwargs)
+  first = lambda tree: jax.tree_util.tree_map(lambda x: x[0], tree)
+  stack = lambda tree: jax.tree_util.tree_map(lambda x: x[None], tree)
+
+  def step(state, bank, batch, rng):
+    return stack(fn(first(state), first(bank), first(batch), first(rng)))
+
+  return jax.jit(step, donate_argnums=(0, 1) if donate else ())
 
 
 # Reshapes every ``[B, ...]`` array to ``[num_devices, B / num_devices, ...]``.

@@ -192,6 +192,65 @@ def test_pairwise_likelihood_gradient(s, half, reduction):
   np.testing.assert_allclose(np.asarray(grad), want, rtol=1e-5, atol=1e-7 * scale)
 
 
+@pytest.mark.parametrize("reduction", ["paper", "code"])
+@pytest.mark.parametrize("half", [False, True])
+def test_pairwise_likelihood_counts_equal_repeated_rows(half, reduction):
+  """Distinct rows with multiplicities (and count-0 padding) give the loss and the
+  gradient of the expanded rows: float64 numpy on the repeats."""
+  rng = np.random.default_rng(5)
+  nb, u, d = 6, 5, 4
+  a = rng.normal(size=(nb, d)).astype(np.float32)
+  rows = rng.normal(size=(u, d)).astype(np.float32)
+  row_labels = random_labels(rng, u, 3, 0.5)
+  counts = np.array([3, 1, 0, 4, 2], np.float32)         # row 2 is padding
+  repeat = np.repeat(np.arange(u), counts.astype(int))
+  batch_labels = random_labels(rng, nb, 3, 0.5)
+  sim_rows = ref_similarity(batch_labels, row_labels)
+  sim_full = ref_similarity(batch_labels, row_labels[repeat])
+
+  def loss(x, b, sim, counts=None):
+    return losses.pairwise_likelihood(x, jnp.asarray(b), jnp.asarray(sim, jnp.float32),
+                                      s=0.999, half=half, reduction=reduction,
+                                      counts=None if counts is None else jnp.asarray(counts))
+
+  got, grad = jax.value_and_grad(loss)(jnp.asarray(a), rows, sim_rows, counts)
+  want = ref_pairwise(a, rows[repeat], sim_full, 0.999, half, reduction)
+  assert abs(float(got) - want) <= 1e-5 * abs(want), (float(got), want)
+  eps = 1e-6
+  numeric = np.zeros((nb, d))
+  for i in range(nb):
+    for k in range(d):
+      hi, lo = a.astype(np.float64), a.astype(np.float64)     # two copies
+      hi[i, k] += eps
+      lo[i, k] -= eps
+      numeric[i, k] = (ref_pairwise(hi, rows[repeat], sim_full, 0.999, half, reduction)
+                       - ref_pairwise(lo, rows[repeat], sim_full, 0.999, half, reduction)
+                       ) / (2 * eps)
+  np.testing.assert_allclose(np.asarray(grad), numeric, rtol=1e-4, atol=1e-6)
+
+
+def test_pairwise_likelihood_cotangents_of_every_input():
+  """The hand-written gradient, for every input (b, S and counts too), equals autodiff
+  of the plain formula ``Σ_ij w_j (softplus(Θ) − s·S·Θ) / (B·Σw)``."""
+  rng = np.random.default_rng(9)
+  nb, n, d = 4, 6, 3
+  args = (rng.normal(size=(nb, d)), rng.normal(size=(n, d)),
+          ref_similarity(random_labels(rng, nb, 3, 0.5), random_labels(rng, n, 3, 0.5)),
+          rng.integers(0, 4, n).astype(np.float64))
+  args = tuple(jnp.asarray(x, jnp.float32) for x in args)
+
+  def plain(a, b, sim, w):
+    theta = 0.5 * a @ b.T
+    return jnp.sum(w * (jax.nn.softplus(theta) - 0.8 * sim * theta)) / (nb * jnp.sum(w))
+
+  ours = lambda a, b, sim, w: losses.pairwise_likelihood(a, b, sim, s=0.8, half=True,
+                                                         reduction="code", counts=w)
+  got = jax.grad(ours, argnums=(0, 1, 2, 3))(*args)
+  want = jax.grad(plain, argnums=(0, 1, 2, 3))(*args)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- other terms
 
 @pytest.mark.parametrize("reduction", ["paper", "code"])

@@ -148,6 +148,70 @@ def test_imgnet_step_with_dropout_and_flip_is_sharding_invariant():
   np.testing.assert_allclose(m2["bit_agreement"][0], m1["bit_agreement"], rtol=1e-6)
 
 
+def test_group_rows_counts_distinct_rows_by_brute_force():
+  rng = np.random.default_rng(4)
+  labels = _labels(rng, 300, 3)                       # at most 8 distinct label sets
+  kinds, which = np.unique(labels, axis=0, return_inverse=True)
+  semantic = rng.standard_normal((len(kinds), 5)).astype(np.float32)[which.ravel()]
+  semantic[7] = -0.0 * semantic[7]                    # bits differ from 0.0: own row
+  rows, row_labels, counts = ts.group_rows(semantic, labels, multiple=16)
+  assert rows.shape == (16, 5) and row_labels.shape == (16, 3) and counts.shape == (16,)
+  want = {}
+  for f, y in zip(semantic, labels):
+    key = (f.tobytes(), y.tobytes())
+    want[key] = want.get(key, 0) + 1
+  got = {(f.tobytes(), y.tobytes()): c for f, y, c in zip(rows, row_labels, counts) if c}
+  assert got == want
+  assert counts.sum() == 300 and np.all(rows[counts == 0] == 0)
+  assert ts.group_rows(semantic[:9], labels[:9], multiple=16) is None   # nothing saved
+
+
+def test_imgnet_step_on_grouped_targets_equals_all_rows():
+  """J1 over distinct LabNet rows with counts: the same step, one or two devices."""
+  state, bank, labels, images, rng = _imgnet_setup(models.MINI_CNNF, (16, 16, 1), n=300)
+  kinds, which = np.unique(labels, axis=0, return_inverse=True)
+  semantic = np.asarray(bank.semantic[:len(kinds)])[which.ravel()]
+  full = ts.LabNetTargets(semantic, bank.targets, labels)
+  grouped = ts.LabNetTargets.grouped(semantic, bank.targets, labels)
+  assert grouped.semantic.shape[0] == 128 and float(np.sum(grouped.counts)) == 300
+  batches = []
+  for _ in range(2):
+    idx = rng.choice(300, 8, replace=False).astype(np.int32)
+    batches.append({"inputs": images[idx], "labels": labels[idx], "index": idx})
+  keys = [np.asarray(jax.random.PRNGKey(20 + i)) for i in range(2)]
+  kw = dict(loss_kwargs=IMG_LOSS, flip=True)
+  s_full, _, m_full = _run_single(ts.imgnet_train_step, state, full, batches, keys, **kw)
+  s_grp, _, m_grp = _run_single(ts.imgnet_train_step, state, grouped, batches, keys, **kw)
+  s_two, _, _ = _run_sharded(ts.imgnet_train_step, state, grouped, batches, keys, **kw)
+  np.testing.assert_allclose(m_grp["j1"], m_full["j1"], rtol=1e-6)
+  _assert_trees_close(s_grp.params, s_full.params)
+  _assert_trees_close(s_two.params, s_full.params)
+
+
+@pytest.mark.parametrize("donate", [False, True])
+def test_one_device_step_equals_pmap_over_one_device(donate):
+  """The single-device form of ``pmap_step`` (jit, no collectives, donated buffers) gives
+  the numbers of ``jax.pmap`` over one device, with the same leading device axis."""
+  state, bank, labels, rng = _labnet_setup()
+  batches = [{"labels": labels[i:i + 8], "index": np.arange(i, i + 8, dtype=np.int32),
+              "inputs": labels[i:i + 8]} for i in (0, 8, 16)]
+  key = np.asarray(jax.random.PRNGKey(1))[None]
+  one = ts.one_device_step(ts.labnet_train_step, donate=donate, loss_kwargs=LAB_LOSS)
+  pmapped = jax.pmap(functools.partial(ts.labnet_train_step, axis_name=ts.AXIS_NAME,
+                                       loss_kwargs=LAB_LOSS),
+                     axis_name=ts.AXIS_NAME, devices=jax.local_devices()[:1])
+  outs = []
+  for step in (pmapped, one):
+    state_r = ts.replicate(state, devices=jax.local_devices()[:1])
+    bank_r = ts.replicate(bank, devices=jax.local_devices()[:1])
+    for batch in batches:
+      state_r, bank_r, metrics = step(state_r, bank_r, ts.shard_batch(batch, 1), key)
+    assert metrics["loss"].shape == (1,) and bank_r.semantic.shape == (1,) + bank.semantic.shape
+    outs.append(jax.device_get((state_r.params, bank_r, metrics)))
+  for x, y in zip(jax.tree_util.tree_leaves(outs[0]), jax.tree_util.tree_leaves(outs[1])):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
 def test_random_shift_is_a_reflect_padded_window():
   images = np.random.default_rng(0).normal(size=(6, 5, 7, 2)).astype(np.float32)
   keys = jax.random.split(jax.random.PRNGKey(3), 6)
