@@ -5,3 +5,7 @@ Modules: ``models`` (LabNet, ImgNet, CNN-F), ``losses``, ``optim``, ``train_step
 ``configs``.
 """
 __version__ = "0.1.0"
+
+from dseh_jax import host_memory as _host_memory
+
+_host_memory.keep_heap_slack()     # before JAX's first computation (see dseh_jax.host_memory)
