@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import optax
 
@@ -86,7 +87,7 @@ def make_optimizer(*, name: str, schedule: Callable[[Array], Array] | float,
   if weight_decay:
     parts.append(optax.add_decayed_weights(weight_decay))
   if name == "adam":
-    parts.append(optax.scale_by_adam(b1=b1, b2=b2, eps=eps))
+    parts.append(scale_by_adam(b1=b1, b2=b2, eps=eps))
   elif name == "sgd":
     if momentum:
       parts.append(optax.trace(decay=momentum))
@@ -97,3 +98,30 @@ def make_optimizer(*, name: str, schedule: Callable[[Array], Array] | float,
       param_group_labels))
   parts.append(optax.scale_by_learning_rate(schedule))
   return optax.chain(*parts)
+
+
+def scale_by_adam(*, b1: float = 0.9, b2: float = 0.999,
+                  eps: float = 1e-8) -> optax.GradientTransformation:
+  """``optax.scale_by_adam`` (same state, same arithmetic) with the new moments stored
+  before the step reads them.
+
+  Without the ``lax.optimization_barrier``, XLA on CPU fuses the two moment updates into
+  the step's computation as well as writing them out: each parameter-sized array is then
+  read and written about twice as often, and with donated buffers it copies the old
+  moments first. Adam's share of LabNet's NUS-WIDE-sized step went from 3.4 to
+  ~1.5 ms on 2 CPU cores (``experiments/bench_train.py``).
+  """
+  base = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+
+  def update_fn(updates, state, params=None):
+    del params
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+    mu, nu = lax.optimization_barrier((mu, nu))
+    count = optax.safe_increment(state.count)
+    mu_hat = optax.tree.bias_correction(mu, b1, count)
+    nu_hat = optax.tree.bias_correction(nu, b2, count)
+    updates = jax.tree_util.tree_map(lambda m, v: m / (jnp.sqrt(v) + eps), mu_hat, nu_hat)
+    return updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformation(base.init, update_fn)

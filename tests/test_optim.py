@@ -243,3 +243,23 @@ def test_optimizer_advances_schedule_count():
     updates, state = opt.update(grads, state, params)
     np.testing.assert_array_equal(np.asarray(updates["backbone"]["w"]), -lr * 0.25)
     np.testing.assert_array_equal(np.asarray(updates["head"]["w"]), -lr * 10.0 * 0.25)
+
+
+def test_scale_by_adam_equals_optax_over_several_steps():
+  """The stored-moments Adam gives optax's updates and state, step after step."""
+  rng = np.random.default_rng(3)
+  params = {"a": jnp.asarray(rng.normal(size=(7, 5)), jnp.float32),
+            "b": jnp.asarray(rng.normal(size=(5,)), jnp.float32)}
+  ours, ref = optim.scale_by_adam(b1=0.8, b2=0.99, eps=1e-6), optax.scale_by_adam(
+      b1=0.8, b2=0.99, eps=1e-6)
+  s_ours, s_ref = ours.init(params), ref.init(params)
+  update = jax.jit(lambda g, s: ours.update(g, s))
+  for _ in range(4):
+    grads = jax.tree_util.tree_map(
+        lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+    u_ours, s_ours = update(grads, s_ours)
+    u_ref, s_ref = ref.update(grads, s_ref)
+    for x, y in zip(jax.tree_util.tree_leaves((u_ours, s_ours)),
+                    jax.tree_util.tree_leaves((u_ref, s_ref))):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+  assert type(s_ours) is type(s_ref)          # checkpoints keep optax's state layout
