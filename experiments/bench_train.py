@@ -14,7 +14,12 @@ training points):
 JAX runs them as a user does: ``jax.jit`` of the public step with ``axis_name=None`` on one
 device, and ``train_steps.pmap_step`` over all local devices (``--devices N`` on CPU: N
 simulated devices, XLA_FLAGS set here before JAX is imported). PyTorch runs
-``experiments/torch_reference.py`` on the CPU: eager, one process, a thread per core.
+``experiments/torch_reference.py`` on the CPU: eager, a thread per core, in a child process
+of this run with glibc's default malloc (``DSEH_MALLOC_TOP_PAD=0``), as a PyTorch user has
+it; JAX runs in this process, which never imports PyTorch, with ``dseh_jax``'s
+(:mod:`dseh_jax.host_memory`). The two must not share a process: each one's allocations
+change the other's speed through glibc (measured: PyTorch's CNN-F step 1.25 → 1.72 s with
+the slack that JAX's steps need; JAX's steps faster with PyTorch imported).
 The first call (trace + compile + one step; PyTorch: its first step) is timed apart from
 ``--steps`` timed steps, each waited for (``block_until_ready``). ms/step is the median;
 "JAX/PyTorch" is PyTorch's median over JAX's (>1: JAX faster). The batch stays on the
@@ -50,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--quick", action="store_true",
                  help="tiny shapes (64×64 images, 64-d features, small batches and bank)")
   p.add_argument("--no_torch", action="store_true", help="skip PyTorch")
+  p.add_argument("--torch_only", action="store_true",
+                 help="PyTorch rows only, written to --out (the child process of a run)")
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args(argv)
   args.steps = args.steps or (3 if args.quick else 20)
@@ -215,8 +222,66 @@ def table(rows, shape) -> str:
   return "\n".join(lines)
 
 
+def torch_rows(args, shape) -> list[dict[str, Any]]:
+  """PyTorch's rows, measured in this process (``--torch_only``)."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from dseh_jax import configs  # pylint: disable=import-outside-toplevel
+  torch.set_num_threads(os.cpu_count() or 1)
+  rows = []
+  for step in args.only:
+    b, input_shape = shape[step]["batch"], shape[step]["input"]
+    call = torch_step(step, make_data(step, b, input_shape, args), input_shape,
+                      configs.get_config("nuswide21"), args)
+    rows.append(row(step, "pytorch", 1, b, *timed(call, args.steps)))
+  return rows
+
+
+def torch_rows_in_child(argv) -> tuple[list[dict[str, Any]], Any]:
+  """``(rows, threads)`` from a child ``--torch_only`` run with glibc's default malloc;
+  ``([], None)`` when PyTorch is not installed."""
+  import json  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+  try:
+    importlib.metadata.version("torch")
+  except importlib.metadata.PackageNotFoundError:
+    print("PyTorch is not installed (pip install -e '.[bench]'): JAX rows only")
+    return [], None
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, "torch.json")
+    cmd = [sys.executable, os.path.abspath(__file__), *argv, "--torch_only", "--out", out]
+    env = {**os.environ, "DSEH_MALLOC_TOP_PAD": "0"}
+    subprocess.run(cmd, env=env, check=True)
+    with open(out, encoding="utf-8") as f:
+      result = json.load(f)
+  return result["rows"], result["machine"]["torch_threads"]
+
+
+def _without_out(argv: list[str]) -> list[str]:
+  """``argv`` less its ``--out`` option (the child writes its own file)."""
+  out, skip = [], False
+  for arg in argv:
+    if skip or arg == "--out" or arg.startswith("--out="):
+      skip = arg == "--out"
+      continue
+    out.append(arg)
+  return out
+
+
 def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
+  shape = shapes(args)
+  if args.torch_only:                        # the child: PyTorch only, no JAX step
+    import torch  # pylint: disable=import-outside-toplevel
+    from dseh_jax.atomic_io import write_json  # pylint: disable=import-outside-toplevel
+    rows = torch_rows(args, shape)
+    write_json(args.out, dict(machine={"torch_threads": torch.get_num_threads()}, rows=rows))
+    return 0
+  torch_by_step, torch_threads = {}, None
+  if not args.no_torch:
+    torch_list, torch_threads = torch_rows_in_child(_without_out(argv))
+    torch_by_step = {r["step"]: r for r in torch_list}
   if args.devices > 1 and "jax" not in sys.modules:
     from dseh_jax.host_devices import simulate_cpu_devices  # pylint: disable=import-outside-toplevel
     simulate_cpu_devices(args.devices)
@@ -225,32 +290,21 @@ def main(argv=None) -> int:
   from dseh_jax import configs  # pylint: disable=import-outside-toplevel
   from dseh_jax.atomic_io import write_json  # pylint: disable=import-outside-toplevel
 
-  torch_ok = False
-  if not args.no_torch:
-    try:
-      import torch  # pylint: disable=import-outside-toplevel
-      torch.set_num_threads(os.cpu_count() or 1)
-      torch_ok = True
-    except ImportError:
-      print("PyTorch is not installed (pip install -e '.[bench]'): JAX rows only")
+  torch_ok = bool(torch_by_step)
   n_dev = jax.local_device_count()
   if n_dev != args.devices:
     print(f"note: JAX has {n_dev} local devices (asked for {args.devices}); the pmap rows "
           f"use all {n_dev}")
-  shape = shapes(args)
   rows = []
   for step in args.only:
     b, input_shape = shape[step]["batch"], shape[step]["input"]
     data = make_data(step, b, input_shape, args)
-    step_rows = []
-    if torch_ok:
-      call = torch_step(step, data, input_shape, configs.get_config("nuswide21"), args)
-      step_rows.append(row(step, "pytorch", 1, b, *timed(call, args.steps)))
+    step_rows = [torch_by_step[step]] if step in torch_by_step else []
     setup = jax_setup(step, data, input_shape, configs.get_config("nuswide21"), args)
     for devices, impl in ((1, "jax.jit"), (n_dev, "pmap_step"))[:1 + (n_dev > 1)]:
       step_rows.append(row(step, impl, devices, b, *timed(jax_step(setup, devices),
                                                           args.steps)))
-    if torch_ok:
+    if step in torch_by_step:
       for r in step_rows[1:]:
         r["jax_over_torch"] = step_rows[0]["ms_per_step"] / r["ms_per_step"]
     rows += step_rows
@@ -260,14 +314,14 @@ def main(argv=None) -> int:
                  usable_cores=len(os.sched_getaffinity(0)),
                  system=f"{platform.system()} {platform.release()}",
                  jax_backend=jax.default_backend(), jax_devices=n_dev,
-                 torch_threads=torch.get_num_threads() if torch_ok else None)
+                 torch_threads=torch_threads)
   vers = versions(torch_ok)
   size = "--quick: tiny shapes" if args.quick else "full size"
   print(f"\nDSEH training steps, JAX vs PyTorch ({size}; nuswide21 recipe, {args.bits} bits, "
         f"bank {args.bank:,}, median of {args.steps} steps)")
   print(f"machine: {machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} "
         f"usable), {machine['system']}; JAX {machine['jax_backend']} with {n_dev} device(s); "
-        f"torch threads {machine['torch_threads']}")
+        f"torch threads {machine['torch_threads']} (its own process)")
   print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
   print()
   print(table(rows, shape))

@@ -149,3 +149,10 @@ def test_cnnf_forward_and_parameter_groups_match_jax(tr):
   groups = tr.make_adam(ours, 1e-3, 0.1, 1.0).param_groups
   assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-3])
   assert [len(g["params"]) for g in groups] == [14, 4]      # conv1–5, fc6–7; semantic, hash
+
+
+def test_the_pytorch_child_gets_the_arguments_less_out():
+  bench = load_script("bench_train")
+  assert bench._without_out(["--quick", "--out", "a.json", "--steps", "3"]) == [  # pylint: disable=protected-access
+      "--quick", "--steps", "3"]
+  assert bench._without_out(["--out=a.json", "--only", "labnet"]) == ["--only", "labnet"]  # pylint: disable=protected-access
