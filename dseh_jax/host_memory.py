@@ -4,8 +4,8 @@ XLA on CPU allocates each step's buffers with ``malloc`` and frees them at the e
 step. glibc then returns the top of the heap to the system, so the next step faults the
 same pages in again (and the kernel zeroes them). ``M_TOP_PAD`` makes glibc keep that
 many bytes of slack at the top of the heap when it grows or trims it. Measured on 2 CPU
-cores (``python experiments/bench_train.py``): LabNet's NUS-WIDE-sized step 25–30 ms →
-15–17 ms, the CNN-F step −8 to −10%. The cost is up to ``pad`` bytes of resident memory
+cores, ``jax.jit`` of the public steps in a process without PyTorch: LabNet's
+NUS-WIDE-sized step 25–30 ms → 15–17 ms, the CNN-F step −8 to −10%. The cost is up to ``pad`` bytes of resident memory
 that the process keeps after it frees them.
 
 :func:`keep_heap_slack` runs when ``dseh_jax`` is imported. It has its full effect only
