@@ -43,11 +43,10 @@ def test_import_keeps_the_freed_heap_and_zero_turns_it_off():
   assert _heap_mib_after_free("0") < 40          # glibc's default: trimmed back
 
 
-def test_pad_zero_and_bad_values():
+def test_pad_zero_and_bad_values(monkeypatch):
   assert host_memory.keep_heap_slack(0) is False
-  os.environ[host_memory.ENV] = "64MB"
-  try:
-    with pytest.raises(ValueError, match="DSEH_MALLOC_TOP_PAD='64MB': expected a number"):
-      host_memory.keep_heap_slack()
-  finally:
-    del os.environ[host_memory.ENV]
+  monkeypatch.setenv(host_memory.ENV, "0")
+  assert host_memory.keep_heap_slack() is False
+  monkeypatch.setenv(host_memory.ENV, "64MB")
+  with pytest.raises(ValueError, match="DSEH_MALLOC_TOP_PAD='64MB': expected a number"):
+    host_memory.keep_heap_slack()
