@@ -176,9 +176,13 @@ def test_the_embedded_digits_give_the_same_codes_on_two_processes(tmp_path):
   assert len(np.unique(ref["train_codes"], axis=0)) > 5          # codes that differ
   for split in SPLITS:          # the same global devices, the same sums: bit for bit
     np.testing.assert_array_equal(_codes(tmp_path / "2x1")[split], ref[split], err_msg=split)
-  # One device sums each batch's gradient in another order; over 500 steps from scratch a
-  # few logits near 0 change sign (2.3% of the bits when measured). The feature-mode runs
-  # above agree bit for bit.
+  # One device runs the step under jit without collectives (train_steps.one_device_step)
+  # and sums each batch's gradient in another order; over 500 steps from scratch some
+  # logits near 0 change sign (5.5% of the bits when measured), the retrieval quality
+  # stays. The feature-mode runs above agree bit for bit.
   one = _codes(tmp_path / "1x1")
   for split in SPLITS:
-    assert np.mean(one[split] == ref[split]) > 0.95, split
+    assert np.mean(one[split] == ref[split]) > 0.9, split
+  maps = [json.loads((tmp_path / n / "results.json").read_text())["bits"]["8"]["map"]
+          for n in ("1x1", "1x2")]
+  assert abs(maps[0] - maps[1]) < 0.03, maps
