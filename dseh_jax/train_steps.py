@@ -292,10 +292,11 @@ def pmap_step(step_fn: Callable, *, donate: bool = False, **static_kwargs) -> Ca
   All arguments carry a leading device axis: use :func:`replicate` for state, bank and
   rng, and :func:`shard_batch` for the batch. When the run has a single device in all
   (one process, one device) the step is :func:`one_device_step` instead: the same
-  arguments and results, the same numbers, about twice as fast on CPU. ``donate``: the
-  step may reuse the memory of the state and bank it is given (the caller must not read
-  them afterwards), so the optimiser and the bank's row writes update in place; applied
-  on one device and on accelerators (on CPU it slows ``pmap`` down, measured).
+  arguments and results, the same numbers up to float rounding, about twice as fast on
+  CPU. ``donate``: the step may reuse the memory of the state and bank it is given (the
+  caller must not read them afterwards), so the optimiser and the bank's row writes update
+  in place; applied on one device and on accelerators (on CPU it slows ``pmap`` down,
+  measured).
   """
   if jax.device_count() == 1:
     return one_device_step(step_fn, donate=donate, **static_kwargs)
