@@ -25,3 +25,14 @@ def test_bench_schedule_quick_times_every_phase(tmp_path):
   assert report["end_to_end_seconds"] >= report["training_seconds"] > 0
   assert 0.0 <= report["map"] <= 1.0
   assert "end to end" in (tmp_path / "bench_schedule.md").read_text()
+
+
+def test_bench_schedule_epochs_are_the_configs_or_the_codes():
+  bench = load_script("bench_schedule")
+  config = bench.make_config(bench.parse_args(["--out", "x"]))
+  code = bench.make_config(bench.parse_args(["--out", "x", "--epochs", "code"]))
+  assert tuple(config.imgnet.epochs_per_round) == (100, 100, 100)      # the recipe
+  assert tuple(code.imgnet.epochs_per_round) == (40, 40, 40)           # SPEC: NUS-WIDE
+  assert tuple(code.labnet.epochs_per_round) == tuple(config.labnet.epochs_per_round) == (
+      30, 20, 10)
+  assert code.imgnet.optimizer.lr == config.imgnet.optimizer.lr        # only the epochs
