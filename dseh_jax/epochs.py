@@ -64,15 +64,24 @@ class EpochRunner:
     order = np.random.default_rng(seq).permutation(self.num_train)
     keys = np.asarray(jax.random.split(jax.random.fold_in(self.key, g), n_steps))
     step_fn, metrics = self.steps[phase.network], []
+    # One device: the epoch runs the step without the device axis (OneDeviceStep).
+    one = isinstance(step_fn, ts.OneDeviceStep)
+    if one:
+      step_fn, (state_rep, handoff_rep) = step_fn.unbatched, ts.drop_device_axis(
+          (state_rep, handoff_rep))
     batches = self._batches(phase, order, batch_size, n_steps)
     with contextlib.closing(batches):              # stops the prefetch thread on errors
       bar = tqdm.tqdm(batches, total=n_steps, disable=not self.progress, leave=False,
                       desc=f"{self.num_bits}b r{phase.round} {phase.network} e{epoch}")
       for s, batch in enumerate(bar):
         rng = np.broadcast_to(keys[s], (self.num_devices, 2))
+        if one:
+          batch, rng = ts.drop_device_axis((batch, rng))
         state_rep, handoff_rep, m = step_fn(state_rep, handoff_rep, batch, rng)
         metrics.append(m)
         faults.reached(f"{phase.network}_step")
+    if one:
+      state_rep, handoff_rep, metrics = ts.add_device_axis((state_rep, handoff_rep, metrics))
     metrics = jax.device_get(metrics)            # one transfer per epoch, not per step
     mean = {k: float(np.mean([m[k][0] for m in metrics])) for k in metrics[0]}
     if not np.isfinite(mean["loss"]):

@@ -191,7 +191,8 @@ def test_imgnet_step_on_grouped_targets_equals_all_rows():
 @pytest.mark.parametrize("donate", [False, True])
 def test_one_device_step_equals_pmap_over_one_device(donate):
   """The single-device form of ``pmap_step`` (jit, no collectives, donated buffers) gives
-  the numbers of ``jax.pmap`` over one device, with the same leading device axis."""
+  the numbers of ``jax.pmap`` over one device, with the same leading device axis; so does
+  its ``unbatched`` form between ``drop_device_axis`` and ``add_device_axis``."""
   state, bank, labels, rng = _labnet_setup()
   batches = [{"labels": labels[i:i + 8], "index": np.arange(i, i + 8, dtype=np.int32),
               "inputs": labels[i:i + 8]} for i in (0, 8, 16)]
@@ -201,15 +202,24 @@ def test_one_device_step_equals_pmap_over_one_device(donate):
                                        loss_kwargs=LAB_LOSS),
                      axis_name=ts.AXIS_NAME, devices=jax.local_devices()[:1])
   outs = []
-  for step in (pmapped, one):
+  for step in (pmapped, one, "unbatched"):
     state_r = ts.replicate(state, devices=jax.local_devices()[:1])
     bank_r = ts.replicate(bank, devices=jax.local_devices()[:1])
+    if step == "unbatched":         # the epoch loop's form: the axis dropped once, re-added once
+      state_r, bank_r = ts.drop_device_axis((state_r, bank_r))
+      assert bank_r.semantic.shape == bank.semantic.shape
     for batch in batches:
-      state_r, bank_r, metrics = step(state_r, bank_r, ts.shard_batch(batch, 1), key)
+      if step == "unbatched":
+        state_r, bank_r, metrics = one.unbatched(state_r, bank_r, batch, key[0])
+      else:
+        state_r, bank_r, metrics = step(state_r, bank_r, ts.shard_batch(batch, 1), key)
+    if step == "unbatched":
+      state_r, bank_r, metrics = ts.add_device_axis((state_r, bank_r, metrics))
     assert metrics["loss"].shape == (1,) and bank_r.semantic.shape == (1,) + bank.semantic.shape
     outs.append(jax.device_get((state_r.params, bank_r, metrics)))
-  for x, y in zip(jax.tree_util.tree_leaves(outs[0]), jax.tree_util.tree_leaves(outs[1])):
-    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  for other in outs[1:]:
+    for x, y in zip(jax.tree_util.tree_leaves(outs[0]), jax.tree_util.tree_leaves(other)):
+      np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
 
 
 def test_random_shift_is_a_reflect_padded_window():
