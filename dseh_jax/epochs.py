@@ -36,8 +36,10 @@ class EpochRunner:
     self.num_devices = jax.local_device_count()
     self._train_labels = data.train.labels.astype(np.float32)
 
-  def _batches(self, phase: Phase, order: np.ndarray, batch_size: int, n_steps: int):
-    """The epoch's batches in order, sharded ``[devices, per_device, ...]``.
+  def _batches(self, phase: Phase, order: np.ndarray, batch_size: int, n_steps: int,
+               device_axis: bool = True):
+    """The epoch's batches in order, sharded ``[devices, per_device, ...]`` (``[B, ...]``
+    without ``device_axis``, on one device).
 
     Batches with inputs read (and, for an :class:`~dseh_jax.input_pipeline.ImageArray`,
     decode) their items in a background thread and reach the devices two steps ahead;
@@ -52,7 +54,10 @@ class EpochRunner:
 
     if phase.inputs:
       return input_pipeline.prefetch_train_batches(make_batch, n_steps, self.num_devices,
-                                                   axis_name=ts.AXIS_NAME)
+                                                   axis_name=ts.AXIS_NAME,
+                                                   device_axis=device_axis)
+    if not device_axis:
+      return (make_batch(s) for s in range(n_steps))
     return (ts.shard_batch(make_batch(s), self.num_devices) for s in range(n_steps))
 
   def run(self, phase: Phase, epoch: int, state_rep, handoff_rep):
@@ -69,14 +74,12 @@ class EpochRunner:
     if one:
       step_fn, (state_rep, handoff_rep) = step_fn.unbatched, ts.drop_device_axis(
           (state_rep, handoff_rep))
-    batches = self._batches(phase, order, batch_size, n_steps)
+    batches = self._batches(phase, order, batch_size, n_steps, device_axis=not one)
     with contextlib.closing(batches):              # stops the prefetch thread on errors
       bar = tqdm.tqdm(batches, total=n_steps, disable=not self.progress, leave=False,
                       desc=f"{self.num_bits}b r{phase.round} {phase.network} e{epoch}")
       for s, batch in enumerate(bar):
-        rng = np.broadcast_to(keys[s], (self.num_devices, 2))
-        if one:
-          batch, rng = ts.drop_device_axis((batch, rng))
+        rng = keys[s] if one else np.broadcast_to(keys[s], (self.num_devices, 2))
         state_rep, handoff_rep, m = step_fn(state_rep, handoff_rep, batch, rng)
         metrics.append(m)
         faults.reached(f"{phase.network}_step")

@@ -373,14 +373,20 @@ def device_prefetch(batches: Iterable[Any], num_devices: int, depth: int = 2,
 
 def prefetch_train_batches(make_batch: Callable[[int], dict[str, np.ndarray]],
                            num_steps: int, num_devices: int, *, depth: int = 2,
-                           axis_name: str = "batch") -> Iterator[dict[str, jax.Array]]:
+                           axis_name: str = "batch", device_axis: bool = True
+                           ) -> Iterator[dict[str, jax.Array]]:
   """Training batches ``make_batch(t)`` (``[B, ...]`` host arrays, t = 0…num_steps-1) as
   device arrays ``[num_devices, B / num_devices, ...]``, built in a background thread and
   put on the devices ``depth`` steps ahead. Same batches, same order as calling
-  ``make_batch`` in a loop."""
-  host = background_iterator(lambda t: split_across_devices(make_batch(t), num_devices),
-                             num_steps, depth)
-  return device_prefetch(host, num_devices, depth, axis_name)
+  ``make_batch`` in a loop. ``device_axis=False`` (one device only): ``[B, ...]`` arrays."""
+  if device_axis:
+    produce = lambda t: split_across_devices(make_batch(t), num_devices)
+  elif num_devices != 1:
+    raise ValueError(f"device_axis=False needs one device, not {num_devices}")
+  else:
+    produce = make_batch
+  return device_prefetch(background_iterator(produce, num_steps, depth), num_devices, depth,
+                         axis_name)
 
 
 class EvalBatch(NamedTuple):

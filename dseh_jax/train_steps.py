@@ -305,7 +305,8 @@ def pmap_step(step_fn: Callable, *, donate: bool = False, **static_kwargs) -> Ca
   return jax.pmap(fn, axis_name=AXIS_NAME, donate_argnums=(0, 1) if donate else ())
 
 
-def one_device_step(step_fn: Callable, *, donate: bool = False, **static_kwargs) -> "OneDeviceStep":
+def one_device_step(step_fn: Callable, *, donate: bool = False,
+                    **static_kwargs) -> "OneDeviceStep":
   """:func:`pmap_step`'s contract on exactly one device, compiled with ``jax.jit``.
 
   Inputs and outputs keep the leading device axis of size 1; inside, the step runs with
@@ -332,9 +333,9 @@ class OneDeviceStep:
   """A step on one device: calling it keeps :func:`pmap_step`'s leading device axis;
   :attr:`unbatched` is the same step, donation included, on arrays without that axis.
 
-  Between steps the axis costs time: XLA:CPU then copies the donated parameters and Adam
-  moments of every step (measured: 2–3 ms of a 12–15 ms feature or LabNet step) where
-  the step without the axis updates them in place. So a loop of steps drops the axis
+  The axis costs time inside a donated step: with it, XLA:CPU copies the parameters and
+  Adam moments at every step (measured: 2–3 ms of a 12–15 ms feature or LabNet step),
+  where the step without it updates them in place. So a loop of steps drops the axis
   once, runs :attr:`unbatched`, and adds the axis back once (``dseh_jax.epochs``)."""
 
   def __init__(self, fn: Callable, donate: bool):

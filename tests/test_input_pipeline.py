@@ -206,6 +206,18 @@ def test_prefetch_train_batches_are_the_plain_batches_in_order():
       np.testing.assert_array_equal(np.asarray(batch[k]), want[k])
 
 
+def test_prefetch_train_batches_without_the_device_axis_on_one_device():
+  rng = np.random.default_rng(7)
+  inputs = rng.standard_normal((12, 3)).astype(np.float32)
+  make = lambda s: {"inputs": inputs[s * 4:(s + 1) * 4], "index": np.arange(s * 4, s * 4 + 4)}
+  got = list(ip.prefetch_train_batches(make, 3, 1, device_axis=False))
+  for s, batch in enumerate(got):
+    assert batch["inputs"].shape == (4, 3)
+    np.testing.assert_array_equal(np.asarray(batch["inputs"]), make(s)["inputs"])
+  with pytest.raises(ValueError, match="device_axis=False needs one device, not 2"):
+    list(ip.prefetch_train_batches(make, 3, 2, device_axis=False))
+
+
 def test_background_errors_reach_the_consumer_and_closing_stops_the_thread():
   def produce(t):
     if t == 3:
