@@ -12,6 +12,7 @@ ImageNet weights in the paper), ``params['head']`` the new semantic and hash lay
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
@@ -60,8 +61,39 @@ def example_dropout(x: Array, rate: float, keys: Optional[Array]) -> Array:
   """
   if keys is None or rate == 0.0:
     return x
-  keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate, x.shape[1:]))(keys)
+  keep = jax.vmap(lambda k: keep_mask(k, 1.0 - rate, x.shape[1:]))(keys)
   return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def keep_mask(key: Array, keep: float, shape: tuple[int, ...]) -> Array:
+  """A ``shape`` bool mask, each element True with probability ``keep``, from one key.
+
+  When ``keep = m / 2^w`` with ``w ≤ 8`` (½, ¼, ¾, ⅛ … and every multiple of 1/256), the
+  mask is exact and cheap: each element reads its own ``w``-bit field of the key's random
+  32-bit words (field ``f`` of word ``i`` is bits ``w·f … w·f + w − 1`` and belongs to
+  element ``i · 32/w + f``) and is kept iff the field is below ``m``. Dropout ½ draws one
+  word per 32 elements instead of one per element (the feature step's mask 1.1 → 0.2 ms on
+  CPU). Other values draw ``jax.random.bernoulli`` (32 bits per element).
+  """
+  width = dyadic_width(keep)
+  if width is None:
+    return jax.random.bernoulli(key, keep, shape)
+  per_word, size = 32 // width, math.prod(shape)
+  words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
+  shifts = jnp.arange(per_word, dtype=jnp.uint32) * width
+  fields = (words[:, None] >> shifts) & jnp.uint32((1 << width) - 1)
+  below = jnp.uint32(round(keep * (1 << width)))
+  return (fields.reshape(-1)[:size] < below).reshape(shape)
+
+
+def dyadic_width(keep: float) -> Optional[int]:
+  """The smallest ``w`` in 1, 2, 4, 8 with ``keep · 2^w`` a whole number in ``(0, 2^w)``, or
+  None (:func:`keep_mask`)."""
+  for width in (1, 2, 4, 8):
+    scaled = keep * (1 << width)
+    if scaled == int(scaled) and 0 < scaled < (1 << width):
+      return width
+  return None
 
 
 def _dense_init(std: Optional[float]) -> Callable:

@@ -125,7 +125,7 @@ def test_feature_mode_imgnet_step_matches_jax(tr):
     # The step's masks: example keys, stream 1, then the feature-dropout stream.
     keys = jax.vmap(jax.random.fold_in, (0, None))(
         ts.stream_keys(ts.example_keys(key, idx), 1), models.FEATURE_DROPOUT_STREAM)
-    keep = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (d,)))(keys)
+    keep = jax.vmap(lambda k: models.keep_mask(k, 0.5, (d,)))(keys)
     ours = tr.imgnet_step(model, opt, t_bank, torch.from_numpy(x),
                           torch.from_numpy(labels[idx]), torch.from_numpy(idx).long(),
                           loss_kwargs, keep=[torch.from_numpy(np.array(keep))])

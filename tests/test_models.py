@@ -72,6 +72,41 @@ def test_labnet_outputs_and_label_head():
   assert 0.0 < float(jnp.min(out.label_pred)) and float(jnp.max(out.label_pred)) < 1.0
 
 
+def _np_keep_mask(key, keep, size):
+  """keep_mask's dyadic rule in numpy: the key's 32-bit words, cut into ``w``-bit fields
+  from the least significant bit up, field < keep·2^w."""
+  width = {0.5: 1, 0.25: 2, 0.75: 2, 0.125: 4, 0.375: 4, 5 / 256: 8}[keep]
+  per_word = 32 // width
+  words = np.asarray(jax.random.bits(key, (-(-size // per_word),), jnp.uint32), np.uint64)
+  fields = [(int(wd) >> (width * f)) & ((1 << width) - 1) for wd in words
+            for f in range(per_word)]
+  return np.array(fields[:size]) < keep * 2 ** width
+
+
+def test_keep_mask_dyadic_rates_read_bit_fields_of_the_keys_words():
+  key = jax.random.PRNGKey(3)
+  for keep in (0.5, 0.25, 0.75, 0.125, 0.375, 5 / 256):
+    for shape in ((40,), (3, 7), (64,)):
+      mask = np.asarray(models.keep_mask(key, keep, shape))
+      assert mask.shape == shape and mask.dtype == bool
+      np.testing.assert_array_equal(mask.reshape(-1),
+                                    _np_keep_mask(key, keep, int(np.prod(shape))))
+
+
+def test_keep_mask_rates_on_many_draws():
+  """The kept fraction is within 5 standard errors of ``keep``, dyadic or not."""
+  n = 200_000
+  for keep in (0.5, 0.75, 0.125, 5 / 256, 0.9, 0.3):
+    frac = float(np.mean(np.asarray(models.keep_mask(jax.random.PRNGKey(1), keep, (n,)))))
+    assert abs(frac - keep) < 5 * np.sqrt(keep * (1 - keep) / n), (keep, frac)
+
+
+def test_dyadic_width():
+  assert [models.dyadic_width(p) for p in (0.5, 0.25, 0.75, 0.125, 1 / 256, 0.9, 1 / 512,
+                                           0.0, 1.0)] == [1, 2, 2, 4, 8, None, None, None,
+                                                          None]
+
+
 def test_example_dropout_depends_only_on_each_examples_key():
   x = jnp.ones((4, 1000))
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
@@ -98,7 +133,7 @@ def test_feature_mode_dropout_masks_inputs_per_example_and_only_in_training():
   out = dropped.apply(params, x, dropout_keys=keys)
   # Recompute the masks independently and run the head on the masked inputs in float64.
   stream = jax.vmap(jax.random.fold_in, (0, None))(keys, models.FEATURE_DROPOUT_STREAM)
-  keep = np.stack([np.asarray(jax.random.bernoulli(k, 0.5, (40,))) for k in stream])
+  keep = np.stack([_np_keep_mask(k, 0.5, 40) for k in stream])
   assert 0.3 < keep.mean() < 0.7
   head = params["params"]["head"]
   w1, b1 = (np.asarray(head["semantic"][n], np.float64) for n in ("kernel", "bias"))
