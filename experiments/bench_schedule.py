@@ -10,6 +10,8 @@ frequencies; 4096-d fc7-like features following the labels): 10,500 training poi
 ``nuswide21`` config in feature mode (3 rounds), one code length. ``--epochs config``
 keeps the config's epoch counts (the recipe: LabNet 30/20/10, ImgNet 100 per round);
 ``--epochs code`` takes NUS-WIDE's counts of the authors' code (SPEC: ImgNet 40 per round).
+The config's diagnostics run as a user has them (LabNet's ``map_l`` over the database every
+5th LabNet epoch and at each round's end).
 Reports the wall time of every phase, of encoding and evaluating the database, and end to
 end, with the machine and versions; writes ``OUT/bench_schedule.json`` and ``.md``.
 """
@@ -59,7 +61,6 @@ def make_config(args):
   c.imgnet.backbone = "none"
   c.bits = (args.bits,)
   c.on_collapse = "warn"
-  c.eval.labnet_map_every = 0
   if args.epochs == "code":
     code = configs.get_config("nuswide21", "choices=code")
     c.labnet.epochs_per_round = code.labnet.epochs_per_round
