@@ -89,12 +89,16 @@ def main(argv=None) -> int:
   from bench_train import cpu_model, versions
   from dseh_jax.data.standardize import standardize
   from dseh_jax.trainer import Trainer
+  run_dir = os.path.join(args.out, "run")
+  if os.path.isdir(run_dir) and os.listdir(run_dir):
+    raise SystemExit(f"--out {args.out}: {run_dir} holds an earlier run, which the trainer "
+                     "would resume instead of training (no timing); expected a new --out")
   os.makedirs(args.out, exist_ok=True)
   t0 = time.time()
   config = make_config(args)
   data = standardize(make_data(args), config.data.standardize)
   t_data = time.time() - t0
-  trainer = Trainer(config, data, args.bits, os.path.join(args.out, "run"), progress=False)
+  trainer = Trainer(config, data, args.bits, run_dir, progress=False)
   t1 = time.time()
   result = trainer.run()
   total = time.time() - t1

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from dseh_jax.data import synthetic
 from scripts import load_script
@@ -25,6 +26,10 @@ def test_bench_schedule_quick_times_every_phase(tmp_path):
   assert report["end_to_end_seconds"] >= report["training_seconds"] > 0
   assert 0.0 <= report["map"] <= 1.0
   assert "end to end" in (tmp_path / "bench_schedule.md").read_text()
+  # Run again into the same --out: the trainer would resume the finished run, so the
+  # benchmark refuses before it builds any data.
+  with pytest.raises(SystemExit, match="holds an earlier run"):
+    bench.main(["--quick", "--bits", "16", "--out", str(tmp_path)])
 
 
 def test_bench_schedule_epochs_are_the_configs_or_the_codes():
