@@ -197,17 +197,18 @@ def unknown_fields(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def _method_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """A one-network method's section ``config.<method>``: numbers at least 0, and a
-  ``reduction`` of the baseline losses."""
+  """A one-network method's section ``config.<method>``: numbers at least 0, a
+  ``reduction`` of the baseline losses, and the method's named choices
+  (:attr:`~dseh_jax.methods.base.Method.choices`)."""
   method = config.get("method", "dseh")
   if method not in METHODS or not get_method(method).has_section:
     return []
   if method not in config:
     return [f"{method} is missing: expected the section of method {method!r} "
             f"(dseh_jax.methods.configure)"]
-  found = []
+  found, choices = [], {"reduction": BASELINE_REDUCTIONS, **get_method(method).choices}
   for key, value in config[method].items():
-    ok, expected = (_one_of(BASELINE_REDUCTIONS) if key == "reduction" else _num_in(0.0))
+    ok, expected = _one_of(choices[key]) if key in choices else _num_in(0.0)
     if not ok(value):
       found.append(f"{method}.{key}={value!r}: expected {expected}")
   return found

@@ -12,8 +12,11 @@ import types
 
 from dseh_jax.methods.base import Method
 
-NAMES = ("dseh", "dpsh", "dhn", "hashnet", "cnnh")
-LABELS = {"dseh": "DSEH", "dpsh": "DPSH", "dhn": "DHN", "hashnet": "HashNet", "cnnh": "CNNH"}
+NAMES = ("dseh", "dpsh", "dhn", "hashnet", "cnnh", "dsh", "dsdh", "greedyhash", "csq",
+         "dpn", "orthohash")
+LABELS = {"dseh": "DSEH", "dpsh": "DPSH", "dhn": "DHN", "hashnet": "HashNet", "cnnh": "CNNH",
+          "dsh": "DSH", "dsdh": "DSDH", "greedyhash": "GreedyHash", "csq": "CSQ",
+          "dpn": "DPN", "orthohash": "OrthoHash"}
 
 
 def _module(name: str) -> types.ModuleType:

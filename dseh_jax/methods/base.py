@@ -84,6 +84,9 @@ class Method:
   networks: tuple[str, ...] = (IMGNET,)
   encoder = IMGNET                     # whose ``sign(hash_logits)`` are the codes
   has_section = True                   # settings in ``config.<name>`` (DSEH: its networks')
+  # Fields of ``config.<name>`` that take one of some strings (``{"centers": ("hadamard",
+  # "random")}``); every other field is a number ≥ 0 (``configs.validation``).
+  choices: dict[str, tuple[str, ...]] = {}
 
   def plan(self, config: ml_collections.ConfigDict) -> list[Phase]:
     epochs = sum(int(e) for e in config.imgnet.epochs_per_round)

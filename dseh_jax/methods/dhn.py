@@ -4,7 +4,7 @@ bank + λ × smoothed bimodal-Laplacian quantisation
 
 ``z`` is the hash layer's linear output; the codes are ``sign(z)``. ``config.dhn``:
 ``lam``, ``theta_scale`` (1: the authors' Caffe layer) and ``reduction`` (``"mean"``, as
-Caffe normalises).
+Caffe normalises), ``outputs`` (``"centered"``: :mod:`dseh_jax.methods.pairwise`).
 """
 from dseh_jax import baseline_losses
 from dseh_jax.methods.base import configure_section
@@ -21,4 +21,4 @@ METHOD = DHN()
 
 def configure(config):
   return configure_section(config, "dhn", {"lam": 0.1, "theta_scale": 1.0,
-                                           "reduction": "mean"})
+                                           "reduction": "mean", "outputs": "centered"})

@@ -4,7 +4,8 @@
 
 The bank keeps the pre-activations ``z``; β at step ``t`` is ``(1 + γ t)^p`` with ``t``
 rounded down to a multiple of ``step_size`` (the authors' code). ``config.hashnet``:
-``gamma``, ``power``, ``step_size``, ``alpha`` (0: ``10 / K``), ``reduction``.
+``gamma``, ``power``, ``step_size``, ``alpha`` (0: ``10 / K``), ``reduction``, ``outputs``
+(``"centered"``: :mod:`dseh_jax.methods.pairwise`).
 """
 from dseh_jax import baseline_losses
 from dseh_jax.methods.base import configure_section
@@ -29,4 +30,4 @@ METHOD = HashNet()
 def configure(config):
   return configure_section(config, "hashnet", {"gamma": 0.005, "power": 0.5,
                                                "step_size": 200, "alpha": 0.0,
-                                               "reduction": "mean"})
+                                               "reduction": "mean", "outputs": "centered"})
