@@ -31,7 +31,8 @@ import sys
 import time
 
 SHALLOW = ("lsh", "sh", "itq", "itq_cca", "ksh", "sdh")     # dseh_jax.baselines.FITTERS
-DEEP = ("dpsh", "dhn", "hashnet", "cnnh")                     # dseh_jax.methods
+DEEP = ("dpsh", "dhn", "hashnet", "cnnh", "csq", "dpn", "orthohash", "greedyhash", "dsdh",
+        "dsh")                                                # dseh_jax.methods but DSEH
 METHODS = ("dseh", "dseh_paper", "dseh_code") + DEEP + SHALLOW
 DEFAULT_METHODS = ("dseh", "dseh_paper", "dseh_code", "lsh", "itq")
 FEATURE_SETS = ("cifar10_pixels", "usps_pixels", "cifar10_mosaic_pixels")

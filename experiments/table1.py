@@ -31,7 +31,9 @@ import os
 import sys
 import time
 
-DEEP = ("dseh", "hashnet", "dhn", "dpsh", "cnnh")
+PAPER_DEEP = ("dseh", "hashnet", "dhn", "dpsh", "cnnh")        # the paper's Table 1
+MODERN = ("csq", "dpn", "orthohash", "greedyhash", "dsdh", "dsh")  # later papers' methods
+DEEP = PAPER_DEEP + MODERN                                   # = dseh_jax.methods.NAMES
 SHALLOW = ("sdh", "itq_cca", "ksh", "itq", "sh", "lsh")
 PAPER_SET = {"nus_wide21": "NUS-WIDE", "imagenet100": "ImageNet", "coco": "MS-COCO"}
 PAPER_BITS = (16, 32, 48, 64)
@@ -61,7 +63,8 @@ PAPER = {
 def define_flags(values) -> None:
   """This script's flags besides ``--config`` (the dataset, as in train_dseh.py)."""
   from absl import flags  # pylint: disable=import-outside-toplevel
-  flags.DEFINE_list("methods", list(DEEP + SHALLOW), "methods to run", flag_values=values)
+  flags.DEFINE_list("methods", list(PAPER_DEEP + SHALLOW), "methods to run (the paper's "
+                    f"by default; also {','.join(MODERN)})", flag_values=values)
   flags.DEFINE_list("bits", ["16", "32", "48", "64"], "code lengths", flag_values=values)
   flags.DEFINE_list("seeds", ["0"], "training seeds", flag_values=values)
   flags.DEFINE_string("shallow_features", "", "feature file for the shallow methods "

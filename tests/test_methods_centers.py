@@ -134,6 +134,7 @@ def targets_of(labels, seed=3):
 
 
 def ref_csq(z, t, lam, reduction):
+  z, t = np.float64(z), np.float64(t)
   u = np.tanh(z)
   p, q = (u + 1) / 2, (t + 1) / 2
   bce = -(q * np.log(p) + (1 - q) * np.log(1 - p))
@@ -143,6 +144,7 @@ def ref_csq(z, t, lam, reduction):
 
 
 def ref_dpn(z, t, margin, reduction):
+  z, t = np.float64(z), np.float64(t)
   hinge = np.zeros_like(z)
   for i, k in itertools.product(range(z.shape[0]), range(z.shape[1])):
     hinge[i, k] = max(margin - z[i, k] * t[i, k], 0.0)
@@ -150,6 +152,7 @@ def ref_dpn(z, t, margin, reduction):
 
 
 def ref_orthohash(z, y, codes, s, m, quant, classification, reduction):
+  z, y, codes = np.float64(z), np.float64(y), np.float64(codes)
   b, c = y.shape
   logits = np.zeros((b, c))
   for i, j in itertools.product(range(b), range(c)):
@@ -169,9 +172,9 @@ def ref_orthohash(z, y, codes, s, m, quant, classification, reduction):
 @pytest.mark.parametrize("single", [False, True])
 def test_losses_match_references(reduction, single):
   rng = np.random.default_rng(1)
-  labels = make_labels(2, single=single)
-  t = targets_of(labels)
-  z = 2.0 * rng.normal(size=(B, K))
+  labels = make_labels(2, single=single).astype(np.float32)     # float32 into JAX,
+  t = targets_of(labels).astype(np.float32)                       # float64 references
+  z = (2.0 * rng.normal(size=(B, K))).astype(np.float32)
   total, terms = jax.jit(lambda z, t: csq.csq_loss(logits=z, targets=t, lam=0.3,
                                                    reduction=reduction))(z, t)
   want = ref_csq(z, t, 0.3, reduction)

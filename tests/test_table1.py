@@ -1,6 +1,7 @@
 """experiments/table1.py on tiny digits: every kind of method, two seeds, the tables' numbers
 against the rows, the paper's numbers on the paper's datasets, and resuming."""
 import csv
+import os
 import json
 
 import numpy as np
@@ -102,3 +103,16 @@ def test_table1_refuses_a_bad_shallow_grid_before_training(table1, tmp_path, ite
   with pytest.raises(SystemExit, match=message.replace("[", r"\[")):
     table1.main(["--methods", "dseh,ksh", "--out", str(tmp_path), "--select_shallow", item])
   assert not (tmp_path / "rows.json").exists()
+
+
+def test_table1_and_bench_quality_know_every_method(table1):
+  """The scripts' method lists (spelt out so that ``--help`` stays light) are the registry's."""
+  import importlib.util
+
+  from dseh_jax import methods
+  assert set(table1.DEEP) == set(methods.NAMES) and len(table1.DEEP) == len(methods.NAMES)
+  path = os.path.join(os.path.dirname(table1.__file__), "bench_quality.py")
+  spec = importlib.util.spec_from_file_location("bench_quality_names", path)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  assert set(bench.DEEP) | {"dseh"} == set(methods.NAMES)
