@@ -198,8 +198,8 @@ def unknown_fields(config: ml_collections.ConfigDict) -> list[str]:
 
 def _method_problems(config: ml_collections.ConfigDict) -> list[str]:
   """A one-network method's section ``config.<method>``: numbers at least 0, a
-  ``reduction`` of the baseline losses, the method's named choices
-  (:attr:`~dseh_jax.methods.base.Method.choices`) and switches (``True`` / ``False``)."""
+  ``reduction`` of the baseline losses, and the method's named choices
+  (:attr:`~dseh_jax.methods.base.Method.choices`)."""
   method = config.get("method", "dseh")
   if method not in METHODS or not get_method(method).has_section:
     return []
@@ -208,8 +208,6 @@ def _method_problems(config: ml_collections.ConfigDict) -> list[str]:
             f"(dseh_jax.methods.configure)"]
   found, choices = [], {"reduction": BASELINE_REDUCTIONS, **get_method(method).choices}
   for key, value in config[method].items():
-    if isinstance(value, bool):                  # ml_collections keeps a switch a bool
-      continue
     ok, expected = _one_of(choices[key]) if key in choices else _num_in(0.0)
     if not ok(value):
       found.append(f"{method}.{key}={value!r}: expected {expected}")
