@@ -189,6 +189,7 @@ def test_changed_data_file_refuses_a_rerun_of_a_finished_run(base, cli, tmp_path
   assert snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_changed_data_file_refuses_to_resume_a_killed_run(base, cli, tmp_path):
   workdir = str(tmp_path / "killed")
   env = dict(os.environ, JAX_PLATFORMS="cpu", **{faults.ENV: "epoch_end:3"})
@@ -249,6 +250,7 @@ def test_changed_eval_field_reevaluates_without_training(base, cli, tmp_path):
 
 # ----------------------------------------------------------------- 3: bit lengths
 
+@pytest.mark.slow
 def test_other_bit_lengths_keep_and_skip_the_finished_ones(base, cli, tmp_path):
   workdir = base.copy(tmp_path / "run")
   eight = results(workdir)["bits"]["8"]
@@ -354,6 +356,7 @@ IMAGE_TINY = ["data.name=list_files", "data.image_size=16", "imgnet.backbone=min
               "checkpoint_min_seconds=0.0", "on_collapse=warn"]
 
 
+@pytest.mark.slow
 def test_unreadable_images_are_found_before_training_or_skipped(broken_lists, cli,
                                                                 tmp_path):
   root, missing, garbled = broken_lists

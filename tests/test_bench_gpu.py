@@ -1,10 +1,12 @@
 """``experiments/bench_gpu.py --quick`` on CPU: every step in both compute dtypes, FLOPs
 from XLA's cost analysis, and consistent throughput numbers."""
 import json
+import pytest
 
 from scripts import load_script
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_runs_every_case_on_cpu(tmp_path):
   out = tmp_path / "gpu.json"
   assert load_script("bench_gpu").main(["--quick", "--out", str(out)]) == 0

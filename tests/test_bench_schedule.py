@@ -16,6 +16,7 @@ def test_nus_shaped_labels_follow_the_frequencies():
   np.testing.assert_array_equal(labels, synthetic.nus_shaped_labels(10_500, seed=0))
 
 
+@pytest.mark.slow
 def test_bench_schedule_quick_times_every_phase(tmp_path):
   bench = load_script("bench_schedule")
   assert bench.main(["--quick", "--bits", "16", "--out", str(tmp_path)]) == 0

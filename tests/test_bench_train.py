@@ -15,6 +15,7 @@ from scripts import load_script
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
+@pytest.mark.slow
 def test_quick_run_prints_the_table_and_writes_json(tmp_path, capsys):
   out = tmp_path / "bench.json"
   assert load_script("bench_train").main(["--quick", "--out", str(out)]) == 0

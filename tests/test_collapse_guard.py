@@ -44,6 +44,7 @@ def _meta(workdir):
     ckpt.close()
 
 
+@pytest.mark.slow
 def test_labnet_collapse_stops_keeps_checkpoints_and_resumes_with_warn(tmp_path, data,
                                                                        caplog):
   # The floor is every distinct training label set (fraction 1.0); 4-bit codes take at
@@ -109,6 +110,7 @@ def test_labnet_collapse_stops_keeps_checkpoints_and_resumes_with_warn(tmp_path,
   assert _steps(workdir)[-1] == 5
 
 
+@pytest.mark.slow
 def test_imgnet_guard_stops_after_the_last_round_only(tmp_path, data, caplog):
   config = guard_config()
   config.labnet.epochs_per_round = (1, 1)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import fixtures_datasets as fx
 
@@ -17,6 +18,7 @@ TINY = ("data.kwargs.num_classes=4", "data.kwargs.query_per_class=2",
         "labnet.hidden_units=64", "eval.batch_size=8", "eval.top_k=10", "on_collapse=warn")
 
 
+@pytest.mark.slow
 def test_train_cli_on_a_nus_wide_tree(tmp_path):
   data_dir = tmp_path / "NUS-WIDE"
   fix = fx.write_nus_wide(str(data_dir), np.random.default_rng(0), num_images=40, tie=False)

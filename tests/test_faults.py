@@ -92,6 +92,7 @@ def untimed(entries):
   return [{k: v for k, v in h.items() if "seconds" not in k} for h in entries]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_killed_runs_resume_to_the_same_codes(tmp_path, env, seed):
   chain = FULL if seed == 0 or FULL_RUN else SHORT[seed]
@@ -112,6 +113,7 @@ def test_killed_runs_resume_to_the_same_codes(tmp_path, env, seed):
   assert_same_run(tmp_path / "ref", tmp_path / "killed", f"seed {seed} after the kills {log}")
 
 
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_falls_back_to_the_same_codes(tmp_path, env):
   """One byte flipped in an array file of the newest step: the rerun warns, resumes from
   the step before it and ends as the uninterrupted run does."""

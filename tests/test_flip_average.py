@@ -2,6 +2,7 @@
 outputs of an image and its mirror, and only the final codes change, not the training."""
 import jax
 import numpy as np
+import pytest
 
 from dseh_jax import models, prediction
 from dseh_jax.checkpointing import RunCheckpointer
@@ -24,6 +25,7 @@ def test_flip_averaged_pass_is_the_mean_of_both_passes():
   assert not np.allclose(got, plain(images), atol=1e-4)       # the mirror does count
 
 
+@pytest.mark.slow
 def test_flip_average_changes_only_the_final_codes(tmp_path):
   """Same training either way; the final codes are the signs of the flip-averaged (or
   plain) logits of the last checkpoint's ImgNet, recomputed here."""

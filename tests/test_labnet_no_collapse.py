@@ -65,7 +65,8 @@ def labnet_quality(config_name: str, choices: str, single: bool = False,
               evaluation.binarize(codes[q]), evaluation.binarize(codes), labels[q], labels)}
 
 
-@pytest.mark.parametrize("name", ["nuswide21", "coco", "imagenet100", "cifar10", "digits"])
+@pytest.mark.parametrize("name", [*(pytest.param(n, marks=pytest.mark.slow) for n in
+                                    ("nuswide21", "coco", "imagenet100", "cifar10")), "digits"])
 def test_default_labnet_keeps_codes_apart(name):
   m = labnet_quality(name, "recipe")
   assert m["nh"] >= 0.5 * m["label_sets"], m
@@ -73,6 +74,7 @@ def test_default_labnet_keeps_codes_apart(name):
   assert m["map_l"] > 0.8, m          # a collapsed LabNet scores about 0.32 here
 
 
+@pytest.mark.slow
 def test_paper_choices_collapse_here_so_the_check_can_fail():
   """The paper's sums under SGD at rate 1e-3 kill LabNet (SPEC §5, second hazard): the
   same measurements that pass for the default flag it."""
@@ -80,7 +82,8 @@ def test_paper_choices_collapse_here_so_the_check_can_fail():
   assert m["nh"] < 0.05 * m["label_sets"] or m["dead"] == 512, m
 
 
-@pytest.mark.parametrize("bits", [16, 32, 64])
+@pytest.mark.parametrize("bits", [pytest.param(16, marks=pytest.mark.slow), 32,
+                                  pytest.param(64, marks=pytest.mark.slow)])
 def test_single_label_classes_get_distinct_codes(bits):
   """Item 6 of the quality issue: one code per class, label retrieval exact (SPEC §7 Table 2:
   ImageNet nh = 100, map_l = 1)."""

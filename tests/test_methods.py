@@ -70,6 +70,7 @@ def test_baseline_trains_one_phase_and_scores_its_codes(tmp_path, name):
   np.testing.assert_allclose(result.metrics["map"], np.mean(aps), rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_baseline_resumes_mid_phase_to_the_same_codes(tmp_path):
   """A DPSH run restarted from an epoch-2 checkpoint (its bank saved there) ends with the
   codes of the uninterrupted run."""

@@ -290,6 +290,7 @@ def test_method_trains_against_its_centres(tmp_path, name):
   assert len(rounds) == 1 and 0.0 <= result.metrics["map"] <= 1.0
 
 
+@pytest.mark.slow
 def test_resume_mid_phase_rebuilds_the_centres_to_the_same_codes(tmp_path):
   """A CSQ run restarted from an epoch-2 checkpoint (no hand-off saved: the targets are
   rebuilt from the labels and the run's key) ends with the uninterrupted run's codes."""

@@ -51,13 +51,15 @@ def reduce_rows(per_item, reduction):
 
 # --------------------------------------------------------------------------------- DSH
 
-def ref_dsh(inp, alpha, margin, reduction):
+def ref_dsh(inp, alpha, margin, reduction, hinge="squared"):
   u, bank = inp["u"], inp["bank_u"]
   sim = ref_sim(inp["labels"], inp["bank_labels"])
   pair, reg = np.zeros((B, N)), np.zeros((B, N))
   for i, j in itertools.product(range(B), range(N)):
     d = sum((u[i, k] - bank[j, k]) ** 2 for k in range(K))
-    pair[i, j] = 0.5 * d if sim[i, j] else 0.5 * max(margin - d, 0.0)
+    push = (max(margin - d, 0.0) if hinge == "squared"
+            else max(np.sqrt(margin) - np.sqrt(d), 0.0) ** 2)
+    pair[i, j] = 0.5 * d if sim[i, j] else 0.5 * push
     reg[i, j] = sum(abs(abs(u[i, k]) - 1.0) for k in range(K))
   con, r = reduce_rows(pair, reduction), reduce_rows(reg, reduction)
   return con + alpha * r, con, r
@@ -65,12 +67,14 @@ def ref_dsh(inp, alpha, margin, reduction):
 
 @pytest.mark.parametrize("reduction", ["mean", "paper"])
 @pytest.mark.parametrize("single", [False, True])
-def test_dsh_matches_reference(reduction, single):
+@pytest.mark.parametrize("hinge", dsh.HINGES)
+def test_dsh_matches_reference(reduction, single, hinge):
   inp = make_inputs(1, single=single)
   for margin in (None, 5.0):                 # None: 2K = 12, most pairs inside the hinge
     total, terms = jax.jit(lambda i, m=margin: dsh.dsh_loss(
-        **i, alpha=0.3, margin=m, reduction=reduction))(inp)
-    want, con, reg = ref_dsh(inp, 0.3, 2.0 * K if margin is None else margin, reduction)
+        **i, alpha=0.3, margin=m, reduction=reduction, hinge=hinge))(inp)
+    want, con, reg = ref_dsh(inp, 0.3, 2.0 * K if margin is None else margin, reduction,
+                             hinge)
     np.testing.assert_allclose(terms["contrastive"], con, rtol=1e-5)
     np.testing.assert_allclose(terms["regularizer"], reg, rtol=1e-5)
     np.testing.assert_allclose(total, want, rtol=1e-5)
@@ -80,9 +84,10 @@ def test_dsh_gradient_matches_finite_differences(x64):
   inp = make_inputs(2)
   u = inp.pop("u")
   u = np.where(np.abs(np.abs(u) - 1.0) < 0.05, 1.3 * np.sign(u), u)   # off the |u| kinks
-  for reduction, margin in (("mean", None), ("paper", 5.0)):
-    fn = lambda x, r=reduction, m=margin: dsh.dsh_loss(u=x, **inp, alpha=0.2, margin=m,
-                                                       reduction=r)[0]
+  for reduction, margin, hinge in (("mean", None, "squared"), ("paper", 5.0, "squared"),
+                                  ("mean", None, "distance"), ("paper", 5.0, "distance")):
+    fn = lambda x, r=reduction, m=margin, h=hinge: dsh.dsh_loss(
+        u=x, **inp, alpha=0.2, margin=m, reduction=r, hinge=h)[0]
     assert jax.jit(fn)(u).dtype == jnp.float64
     _fd_check(fn, u)
   whole = make_inputs(2)
@@ -275,6 +280,9 @@ def test_configs_validate_and_modules_are_short(written_methods):
       "greedyhash.classification='hinge': expected one of ('softmax', 'sigmoid')"]
   c = methods.configure(tiny_config(), "dsh")
   assert (c.dsh.margin, c.dsh.alpha) == (0.0, 0.01)
+  c.dsh.hinge = "cubed"
+  assert validation.problems(c) == [
+      "dsh.hinge='cubed': expected one of ('squared', 'distance')"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -353,6 +361,7 @@ def test_dsdh_updates_codes_at_each_epoch_start_only():
   np.testing.assert_array_equal(kept.classifier, bank.classifier)
 
 
+@pytest.mark.slow
 def test_dsdh_resumes_mid_phase_to_the_same_codes(tmp_path):
   """A DSDH run restarted from an epoch-2 checkpoint (U, B and W saved there) ends with the
   codes of the uninterrupted run."""

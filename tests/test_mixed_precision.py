@@ -5,6 +5,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from dseh_jax import models, run_identity
 from dseh_jax.data.registry import load_dataset
@@ -34,6 +35,7 @@ def test_bfloat16_layers_keep_float32_parameters_and_outputs():
              for g in jax.tree_util.tree_leaves(grads))
 
 
+@pytest.mark.slow
 def test_a_bfloat16_run_trains_and_float32_keeps_the_old_identity(tmp_path):
   config = tiny_config()
   config.imgnet.compute_dtype = "bfloat16"

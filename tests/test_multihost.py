@@ -75,6 +75,7 @@ def runs(tmp_path_factory):
   return root, done
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_codes_of_one_process(runs):
   root, _ = runs
   ref = _codes(root / "1x2")
@@ -88,6 +89,7 @@ def test_two_processes_give_the_codes_of_one_process(runs):
   assert maps[0] == pytest.approx(maps[1], abs=1e-6) and maps[2] == maps[1]
 
 
+@pytest.mark.slow
 def test_process_zero_alone_writes_the_files_and_both_saw_two_devices(runs):
   root, done = runs
   assert (root / "2x1" / "log.txt").exists()
@@ -100,6 +102,7 @@ def test_process_zero_alone_writes_the_files_and_both_saw_two_devices(runs):
       "labnet_round", "imgnet_round", "labnet_round", "imgnet_round"]
 
 
+@pytest.mark.slow
 def test_a_killed_two_process_run_resumes_to_the_same_codes(runs, tmp_path):
   root, _ = runs
   workdir = tmp_path / "killed"
@@ -142,6 +145,7 @@ def test_environment_names_the_bad_variable(monkeypatch):
   assert distributed.process_rows(np.arange(6)).tolist() == list(range(6))   # one process
 
 
+@pytest.mark.slow
 def test_a_killed_two_process_run_resumes_on_one_process(runs, tmp_path):
   root, _ = runs
   workdir = tmp_path / "killed"
@@ -154,6 +158,7 @@ def test_a_killed_two_process_run_resumes_on_one_process(runs, tmp_path):
     np.testing.assert_array_equal(_codes(workdir)[split], ref[split], err_msg=split)
 
 
+@pytest.mark.slow
 def test_the_embedded_digits_give_the_same_codes_on_two_processes(tmp_path):
   """The embedded default (digits images, its full split) in one short round: 2 processes ×
   1 device give the codes of 1 process × 2 devices; 1 process × 1 device nearly."""

@@ -3,6 +3,8 @@ another project, docs/api.md; adding a method, docs/methods.md) run as written."
 import os
 import re
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -28,6 +30,7 @@ def test_readme_gives_exactly_two_commands_and_ci_runs_the_test_one():
   assert commands[1].strip() in ci
 
 
+@pytest.mark.slow
 def test_methods_adding_a_method_example_trains(monkeypatch, tmp_path):
   """The "Adding a method" module, registered as docs/methods.md says, trains and is scored."""
   import sys

@@ -32,7 +32,7 @@ def _flatten(data):
       for name, split in data.splits().items()})
 
 
-@pytest.mark.parametrize("mode", ["images", "features"])
+@pytest.mark.parametrize("mode", [pytest.param("images", marks=pytest.mark.slow), "features"])
 def test_generic_trainer_reproduces_the_recorded_dseh_codes(tmp_path, mode):
   config = tiny_config()
   config.imgnet.flip_average_codes = False     # newer than the record (off for digits)

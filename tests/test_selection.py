@@ -146,6 +146,7 @@ def selected(tmp_path_factory):
   return config, before, data, workdir, chosen
 
 
+@pytest.mark.slow
 def test_select_scores_points_on_the_validation_split(selected):
   config, before, data, tmp_path, chosen = selected
   assert config.to_dict() == before.to_dict()   # the caller's config is not edited
@@ -267,6 +268,7 @@ def _jsonable(config):
   return json.loads(config.to_json())
 
 
+@pytest.mark.slow
 def test_cli_select_trains_with_the_best_point(tmp_path, selected):
   done = subprocess.run(_cli(tmp_path, "imgnet.optimizer.lr=1e-3,1e-2"), env=_env(),
                         capture_output=True, text=True, timeout=600)

@@ -19,6 +19,7 @@ def _sets():
   return [f"--config.{item}" for item in tiny_digits_overrides("(2,1)", "(2,1)")]
 
 
+@pytest.mark.slow
 def test_table1_runs_deep_and_shallow_methods_over_seeds(tmp_path, table1, capsys):
   out = tmp_path / "t1"
   argv = ["--config", "digits", "--methods", "dseh,cnnh,itq,lsh", "--bits", "8,16",
@@ -65,6 +66,7 @@ def test_table1_refuses_unknown_methods(table1, tmp_path):
     table1.main(["--methods", "dseh,nope", "--out", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_table2_runs_the_ablations(tmp_path):
   table2 = load_script("table2")
   out = tmp_path / "t2"

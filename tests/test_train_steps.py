@@ -131,6 +131,7 @@ def _imgnet_setup(backbone, shape, n=16, c=4, bits=8, seed=0):
   return state, bank, labels, images, rng
 
 
+@pytest.mark.slow
 def test_imgnet_step_with_dropout_and_flip_is_sharding_invariant():
   state, bank, labels, images, rng = _imgnet_setup(models.MINI_CNNF, (16, 16, 1))
   batches = []
@@ -239,6 +240,7 @@ def test_random_shift_is_a_reflect_padded_window():
     ts.random_shift(jnp.zeros((2, 8)), keys[:2], 1)
 
 
+@pytest.mark.slow
 def test_imgnet_step_cnnf_224_on_two_devices():
   state, bank, labels, images, _ = _imgnet_setup(models.CNNF, (224, 224, 3), n=4)
   idx = np.array([3, 1], np.int32)

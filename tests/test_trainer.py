@@ -41,6 +41,7 @@ def test_plan_alternates_labnet_and_imgnet():
       (0, "labnet", 3, 0), (0, "imgnet", 3, 3), (1, "labnet", 2, 6), (1, "imgnet", 2, 8)]
 
 
+@pytest.mark.slow
 def test_trainer_runs_rounds_and_logs_round_metrics(tmp_path):
   config = tiny_config()
   data = load_dataset(config.data)
@@ -64,6 +65,7 @@ def test_trainer_runs_rounds_and_logs_round_metrics(tmp_path):
   assert 0.0 <= result.metrics["map"] <= 1.0
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_writes_results_and_codes(tmp_path):
   config = tiny_config()
   data = load_dataset(config.data)
@@ -112,6 +114,7 @@ def _cli(workdir):
   return cmd + [f"--config.{item}" for item in TINY]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_codes(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   # The uninterrupted reference run.

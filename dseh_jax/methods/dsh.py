@@ -29,16 +29,22 @@ from dseh_jax.methods.pairwise import PairwiseBankMethod
 Array = jax.Array
 
 
+HINGES = ("squared", "distance")
+
+
 def dsh_loss(*, u: Array, labels: Array, bank_u: Array, bank_labels: Array,
-             alpha: float, margin: Optional[float] = None, reduction: str = "mean"
-             ) -> tuple[Array, dict[str, Array]]:
+             alpha: float, margin: Optional[float] = None, reduction: str = "mean",
+             hinge: str = "squared") -> tuple[Array, dict[str, Array]]:
   """DSH (Liu et al., CVPR 2016, "Deep Supervised Hashing for Fast Image Retrieval", with
   the bank as the second point of every pair), minimised::
 
     d_ij = ‖u_i − u_j‖²,
     L = Σ_ij [½ S_ij d_ij + ½ (1 − S_ij) max(m − d_ij, 0) + α ‖|u_i| − 1‖₁],
 
-  ``S_ij = 1`` iff the label sets intersect, ``m = 2K`` when ``margin`` is ``None``. The
+  ``S_ij = 1`` iff the label sets intersect, ``m = 2K`` when ``margin`` is ``None``.
+  ``hinge="distance"`` replaces the dissimilar term by ``½ (1 − S_ij) max(√m − √d_ij, 0)²``
+  (Hadsell, Chopra and LeCun's contrastive form, the same threshold ``d_ij = m``): its push
+  on two coinciding dissimilar points is ``√m``, where the paper's vanishes. The
   paper's regulariser of the pair's second point is that of a bank row, a constant, and is
   left out; the first point's is counted once per pair, so α keeps the paper's weight
   against the pair term under either ``reduction``: ``"mean"`` averages over the ``b × n``
@@ -50,6 +56,8 @@ def dsh_loss(*, u: Array, labels: Array, bank_u: Array, bank_labels: Array,
   ``total = contrastive + α·regularizer``.
   """
   losses.check_reduction(reduction, baseline_losses.REDUCTIONS)
+  if hinge not in HINGES:
+    raise ValueError(f"dsh hinge: expected one of {HINGES}, got {hinge!r}")
   margin = 2.0 * u.shape[-1] if margin is None else margin
   sim = losses.label_similarity(labels.astype(jnp.float32),
                                bank_labels.astype(jnp.float32)).astype(u.dtype)
@@ -57,7 +65,11 @@ def dsh_loss(*, u: Array, labels: Array, bank_u: Array, bank_labels: Array,
   dist = (jnp.sum(jnp.square(u), 1)[:, None] + jnp.sum(jnp.square(bank_u), 1)[None, :]
           - 2.0 * u @ bank_u.T)
   dist = jnp.maximum(dist, 0.0)                      # rounding of the expansion
-  per_pair = 0.5 * sim * dist + 0.5 * (1.0 - sim) * jnp.maximum(margin - dist, 0.0)
+  if hinge == "squared":
+    push = jnp.maximum(margin - dist, 0.0)
+  else:                 # √d with a finite gradient at d = 0 (the direction is then arbitrary)
+    push = jnp.square(jnp.maximum(jnp.sqrt(margin) - jnp.sqrt(dist + 1e-12), 0.0))
+  per_pair = 0.5 * sim * dist + 0.5 * (1.0 - sim) * push
   per_point = jnp.sum(jnp.abs(jnp.abs(u) - 1.0), axis=1)          # ‖|u_i| − 1‖₁ [b]
   pairs = 1.0 if reduction == "mean" else bank_u.shape[0]      # Σ_j of the pair's term
   terms = {"contrastive": pairs * jnp.mean(per_pair), "regularizer": pairs * jnp.mean(per_point)}
@@ -66,11 +78,12 @@ def dsh_loss(*, u: Array, labels: Array, bank_u: Array, bank_labels: Array,
 
 class DSH(PairwiseBankMethod):
   name = "dsh"
+  choices = {**PairwiseBankMethod.choices, "hinge": HINGES}
   loss = staticmethod(dsh_loss)
 
   def loss_kwargs(self, settings, state):
     return {"alpha": settings["alpha"], "margin": settings["margin"] or None,
-            "reduction": settings["reduction"]}
+            "reduction": settings["reduction"], "hinge": settings["hinge"]}
 
 
 METHOD = DSH()
@@ -78,4 +91,5 @@ METHOD = DSH()
 
 def configure(config):
   return configure_section(config, "dsh", {"margin": 0.0, "alpha": 0.01,
-                                           "reduction": "mean", "outputs": "raw"})
+                                           "reduction": "mean", "outputs": "raw",
+                                           "hinge": "squared"})
