@@ -10,7 +10,7 @@ holds ``centers``: ``"hadamard"`` or ``"random"``).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -106,12 +106,16 @@ class CenterMethod(base.Method):
   of :func:`label_centers` from ``fold_in(handoff_key, 1)``."""
   choices = {"centers": KINDS}
   per_point = True
+  # A per-point method's loss function, ``(*, logits [b, K], targets [b, K], **settings)``.
+  target_loss: Callable[..., tuple[Array, dict[str, Array]]]
 
   def loss(self, logits: Array, handoff: Any, batch: dict[str, Array],
            **settings) -> tuple[Array, dict[str, Array]]:
     """The method's loss of the batch's hash logits ``[b, K]``; ``settings`` is
-    ``config.<name>`` without ``centers``."""
-    raise NotImplementedError
+    ``config.<name>`` without ``centers``. Per point: :attr:`target_loss` against the
+    batch's rows of the centres; a method with :class:`ClassCodes` overrides this."""
+    return self.target_loss(logits=logits, targets=handoff.targets[batch["index"]],
+                            **settings)
 
   def objective(self, config, network):
     settings = {k: v for k, v in config[self.name].to_dict().items() if k != "centers"}

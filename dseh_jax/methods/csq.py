@@ -45,10 +45,7 @@ def csq_loss(*, logits: Array, targets: Array, lam: float, reduction: str = "mea
 
 class CSQ(centers.CenterMethod):
   name = "csq"
-
-  def loss(self, logits, handoff, batch, *, lam, reduction):
-    return csq_loss(logits=logits, targets=handoff.targets[batch["index"]], lam=lam,
-                    reduction=reduction)
+  target_loss = staticmethod(csq_loss)
 
 
 METHOD = CSQ()

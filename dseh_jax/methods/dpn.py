@@ -40,10 +40,7 @@ def dpn_loss(*, logits: Array, targets: Array, margin: float, reduction: str = "
 
 class DPN(centers.CenterMethod):
   name = "dpn"
-
-  def loss(self, logits, handoff, batch, *, margin, reduction):
-    return dpn_loss(logits=logits, targets=handoff.targets[batch["index"]], margin=margin,
-                    reduction=reduction)
+  target_loss = staticmethod(dpn_loss)
 
 
 METHOD = DPN()
