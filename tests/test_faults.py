@@ -16,7 +16,8 @@ A chain costs about one process per kill, half of a separate run and rerun per k
 default suite runs :data:`FULL` (12 kills at all 8 points, inside both networks' phases and
 during checkpoint writes) for seed 0 and 3 kills for seeds 1 and 2 (2.5 CPU minutes: 4.5
 minutes on 2 cores shared with other jobs); ``DSEH_FAULT_FULL=1`` runs :data:`FULL` for all
-three seeds (about 6 minutes there). The runs share a persistent XLA compilation cache.
+three seeds (about 6 minutes there). The runs share the session's persistent XLA compilation
+cache (`conftest.py`), and each seed's uninterrupted run is trained once.
 """
 import json
 import os
@@ -62,14 +63,30 @@ FULL_RUN = os.environ.get("DSEH_FAULT_FULL", "") not in ("", "0")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-  """The subprocesses' environment: 2 CPU devices, a shared compilation cache, no fault."""
+def env():
+  """The subprocesses' environment: 2 CPU devices, the session's compilation cache
+  (``conftest.py``), no fault."""
   e = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-           JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla")),
-           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-           JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+           JAX_PLATFORMS="cpu")
   e.pop(faults.ENV, None)
   return e
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, env):
+  """``reference(seed)``: the workdir of an uninterrupted run of ``seed``, trained once per
+  module (the kill chains and the damaged-checkpoint test of seed 0 share it)."""
+  done = {}
+
+  def get(seed):
+    if seed not in done:
+      workdir = tmp_path_factory.mktemp(f"ref{seed}")
+      ref = run(cli(workdir, seed), env)
+      assert ref.returncode == 0, ref.stderr[-3000:]
+      done[seed] = workdir
+    return done[seed]
+
+  return get
 
 
 def cli(workdir, seed):
@@ -94,10 +111,8 @@ def untimed(entries):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_killed_runs_resume_to_the_same_codes(tmp_path, env, seed):
+def test_killed_runs_resume_to_the_same_codes(tmp_path, env, reference, seed):
   chain = FULL if seed == 0 or FULL_RUN else SHORT[seed]
-  ref = run(cli(tmp_path / "ref", seed), env)
-  assert ref.returncode == 0, ref.stderr[-3000:]
   bit_dir, log = tmp_path / "killed" / "bits8", []
   for spec in chain:
     before = steps_on_disk(bit_dir)
@@ -110,15 +125,13 @@ def test_killed_runs_resume_to_the_same_codes(tmp_path, env, seed):
     assert (bit_dir / "codes.npz").exists() == late, f"seed {seed}, {spec}: {log}"
   done = run(cli(tmp_path / "killed", seed), env)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert_same_run(tmp_path / "ref", tmp_path / "killed", f"seed {seed} after the kills {log}")
+  assert_same_run(reference(seed), tmp_path / "killed", f"seed {seed} after the kills {log}")
 
 
 @pytest.mark.slow
-def test_damaged_newest_checkpoint_falls_back_to_the_same_codes(tmp_path, env):
+def test_damaged_newest_checkpoint_falls_back_to_the_same_codes(tmp_path, env, reference):
   """One byte flipped in an array file of the newest step: the rerun warns, resumes from
   the step before it and ends as the uninterrupted run does."""
-  ref = run(cli(tmp_path / "ref", 0), env)
-  assert ref.returncode == 0, ref.stderr[-3000:]
   got = run(cli(tmp_path / "killed", 0), {**env, faults.ENV: "checkpoint_saved:5"})
   assert got.returncode == -signal.SIGKILL, got.stderr[-3000:]
   bit_dir = tmp_path / "killed" / "bits8"
@@ -134,7 +147,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_same_codes(tmp_path, env):
   assert "checkpoint 5" in done.stdout and "is damaged" in done.stdout, done.stdout[-3000:]
   assert "falling back to step 4" in done.stdout
   assert (bit_dir / "checkpoints" / "damaged" / "5").exists()
-  assert_same_run(tmp_path / "ref", tmp_path / "killed", "after a damaged step 5")
+  assert_same_run(reference(0), tmp_path / "killed", "after a damaged step 5")
 
 
 def assert_same_run(ref_root, got_root, where):
