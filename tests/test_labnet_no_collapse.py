@@ -31,6 +31,9 @@ def single_labels(classes: int = 10, per_class: int = 500) -> np.ndarray:
   return np.eye(classes, dtype=np.float32)[y]
 
 
+RUNS = {}     # (LabNet settings, single, bits) → the outputs of train_labnet
+
+
 def train_labnet(config_name: str, choices: str, single: bool = False, bits: int = BITS):
   """LabNet outputs over all rows after ``EPOCHS`` epochs of the config's LabNet.
 
@@ -45,9 +48,6 @@ def train_labnet(config_name: str, choices: str, single: bool = False, bits: int
   if key not in RUNS:
     RUNS[key] = _train_labnet(config, single, bits)
   return RUNS[key]
-
-
-RUNS = {}     # (LabNet settings, single, bits) → the outputs of train_labnet
 
 
 def _train_labnet(config, single: bool, bits: int):

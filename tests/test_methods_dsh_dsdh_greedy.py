@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from dseh_jax import methods, optim
-from dseh_jax import train_steps as ts
 from dseh_jax.configs import validation
 from dseh_jax.data.registry import load_dataset
 from dseh_jax.methods import dsdh, dsh, greedyhash
