@@ -83,10 +83,10 @@ class EpochRunner:
         state_rep, handoff_rep, m = step_fn(state_rep, handoff_rep, batch, rng)
         metrics.append(m)
         faults.reached(f"{phase.network}_step")
-    if one:
-      state_rep, handoff_rep, metrics = ts.add_device_axis((state_rep, handoff_rep, metrics))
+    if one:                    # the step's metrics stay scalars: one x[None] each is slow
+      state_rep, handoff_rep = ts.add_device_axis((state_rep, handoff_rep))
     metrics = jax.device_get(metrics)            # one transfer per epoch, not per step
-    mean = {k: float(np.mean([m[k][0] for m in metrics])) for k in metrics[0]}
+    mean = {k: float(np.mean([np.ravel(m[k])[0] for m in metrics])) for k in metrics[0]}
     if not np.isfinite(mean["loss"]):
       raise FloatingPointError(
           f"{phase.network} loss became {mean['loss']} in round {phase.round}, epoch {epoch} "

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from dseh_jax import input_pipeline, models, optim, pretrained
 from dseh_jax import train_steps as ts
@@ -49,6 +50,22 @@ def optimizer_for(net_cfg, num_train: int, network: str):
       clip=opt.clip or None, momentum=opt.momentum, weight_decay=opt.weight_decay)
 
 
+def init_params(model, key: jax.Array, input_shape: tuple[int, ...]) -> Any:
+  """``model.init`` on zeros of ``input_shape`` as one compiled program.
+
+  The same numbers as calling ``model.init`` directly (checked leaf by leaf in
+  tests/test_networks.py), but eager ``init`` compiles each initialiser and each layer of
+  the forward pass on its own: 4.9 s against 1.9 s for the digits' mini CNN-F on CPU,
+  and the one program is what a persistent compilation cache can keep."""
+  return jax.jit(model.init)(key, jnp.zeros(input_shape, jnp.float32))["params"]
+
+
+def new_state(apply_fn, params, tx: optax.GradientTransformation) -> ts.TrainState:
+  """``TrainState.create`` with the optimiser state built by one compiled ``tx.init``."""
+  return ts.TrainState(step=0, apply_fn=apply_fn, params=params, tx=tx,
+                       opt_state=jax.jit(tx.init)(params))
+
+
 def create_labnet_state(config: ml_collections.ConfigDict, num_classes: int,
                         num_bits: int, num_train: int, key: jax.Array) -> ts.TrainState:
   """LabNet (SPEC §3) with its optimiser; ``config`` is the whole run config."""
@@ -58,9 +75,8 @@ def create_labnet_state(config: ml_collections.ConfigDict, num_classes: int,
                         lrn=models.LRNParams() if c.lrn else None,
                         label_activation=c.label_activation,
                         init_std=c.init_std or None)
-  params = model.init(key, jnp.zeros((1, num_classes), jnp.float32))["params"]
-  return ts.TrainState.create(apply_fn=model.apply, params=params,
-                              tx=optimizer_for(c, num_train, LABNET))
+  params = init_params(model, key, (1, num_classes))
+  return new_state(model.apply, params, optimizer_for(c, num_train, LABNET))
 
 
 def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[int, ...],
@@ -92,12 +108,11 @@ def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[in
                         dropout_rate=c.dropout_rate,
                         feature_dropout=c.feature_dropout if c.backbone == "none" else 0.0,
                         dtype=jnp.dtype(c.get("compute_dtype", "float32")))
-  params = model.init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32))["params"]
+  params = init_params(model, key, (1,) + tuple(input_shape))
   if c.pretrained_weights:
     params = load_pretrained_backbone(params, c.pretrained_weights, input_shape,
                                       models.BACKBONES[c.backbone])
-  return ts.TrainState.create(apply_fn=model.apply, params=params,
-                              tx=optimizer_for(c, num_train, IMGNET))
+  return new_state(model.apply, params, optimizer_for(c, num_train, IMGNET))
 
 
 def load_pretrained_backbone(params: dict[str, Any], path: str,

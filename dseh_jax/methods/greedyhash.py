@@ -75,10 +75,9 @@ class GreedyHash(base.Method):
     state = networks.create_imgnet_state(config, data.input_shape, num_bits,
                                          len(data.train), keys[1])
     layer = nn.Dense(data.num_classes)
-    head = layer.init(jax.random.fold_in(keys[1], 1), jnp.zeros((1, num_bits)))["params"]
+    head = networks.init_params(layer, jax.random.fold_in(keys[1], 1), (1, num_bits))
     params = {**state.params, "classifier": head}
-    return {base.IMGNET: ts.TrainState.create(apply_fn=state.apply_fn, params=params,
-                                              tx=state.tx)}
+    return {base.IMGNET: networks.new_state(state.apply_fn, params, state.tx)}
 
   def objective(self, config, network):
     s = config.greedyhash.to_dict()
