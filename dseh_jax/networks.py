@@ -32,19 +32,30 @@ def steps_per_epoch(num_train: int, batch_size: int, network: str) -> int:
   return num_train // batch_size
 
 
-def make_schedule(net_cfg, num_train: int, network: str):
-  """Step → learning rate of one network (``net_cfg`` = ``config.labnet`` or ``.imgnet``)."""
+def method_lr_scale(config: ml_collections.ConfigDict) -> float:
+  """The method's multiplier of the recipe's learning rates: ``config.<method>.lr_scale``
+  (1 where the method's section has none). A method whose loss wants another step size
+  than the recipe's (HashNet under Adam, whose update ignores a loss weight) sets it."""
+  section = config.get(config.get("method", "dseh"))
+  if not isinstance(section, ml_collections.ConfigDict):
+    return 1.0
+  return float(section.get("lr_scale", 1.0))
+
+
+def make_schedule(net_cfg, num_train: int, network: str, scale: float = 1.0):
+  """Step → learning rate of one network (``net_cfg`` = ``config.labnet`` or ``.imgnet``),
+  the recipe's rates times ``scale`` (:func:`method_lr_scale`)."""
   opt = net_cfg.optimizer
   return optim.round_epoch_schedule(
-      opt.lr, steps_per_epoch(num_train, net_cfg.batch_size, network),
+      opt.lr * scale, steps_per_epoch(num_train, net_cfg.batch_size, network),
       net_cfg.epochs_per_round, decay_every=opt.decay_every,
       decay_factor=opt.decay_factor, decay_each_round=opt.decay_each_round)
 
 
-def optimizer_for(net_cfg, num_train: int, network: str):
+def optimizer_for(net_cfg, num_train: int, network: str, scale: float = 1.0):
   opt = net_cfg.optimizer
   return optim.make_optimizer(
-      name=opt.name, schedule=make_schedule(net_cfg, num_train, network),
+      name=opt.name, schedule=make_schedule(net_cfg, num_train, network, scale),
       group_multipliers={optim.PRETRAINED: opt.lr_mult_pretrained,
                          optim.NEW: opt.lr_mult_new},
       clip=opt.clip or None, momentum=opt.momentum, weight_decay=opt.weight_decay)
@@ -76,7 +87,8 @@ def create_labnet_state(config: ml_collections.ConfigDict, num_classes: int,
                         label_activation=c.label_activation,
                         init_std=c.init_std or None)
   params = init_params(model, key, (1, num_classes))
-  return new_state(model.apply, params, optimizer_for(c, num_train, LABNET))
+  tx = optimizer_for(c, num_train, LABNET, method_lr_scale(config))
+  return new_state(model.apply, params, tx)
 
 
 def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[int, ...],
@@ -112,7 +124,8 @@ def create_imgnet_state(config: ml_collections.ConfigDict, input_shape: tuple[in
   if c.pretrained_weights:
     params = load_pretrained_backbone(params, c.pretrained_weights, input_shape,
                                       models.BACKBONES[c.backbone])
-  return new_state(model.apply, params, optimizer_for(c, num_train, IMGNET))
+  tx = optimizer_for(c, num_train, IMGNET, method_lr_scale(config))
+  return new_state(model.apply, params, tx)
 
 
 def load_pretrained_backbone(params: dict[str, Any], path: str,

@@ -28,12 +28,21 @@ log = logging.getLogger("dseh_jax")
 
 SCORE = "map_tie_aware"
 SEED_SALT = 0x7A11D
+DATABASES = ("train", "heldout")
 
 
-def validation_data(data: RetrievalData, *, fraction: float = 0.2, seed: int = 0
-                    ) -> RetrievalData:
-  """``data`` re-cut for validation: train = the training points not held out, query = the
-  held-out ``fraction`` of them (seeded), database = train. Ids are kept."""
+def validation_data(data: RetrievalData, *, fraction: float = 0.2, seed: int = 0,
+                    database: str = "train") -> RetrievalData:
+  """``data`` re-cut for validation: train = the training points not held out; the held-out
+  ``fraction`` of them (seeded) are the queries, and the database is the training points
+  (``database="train"``) or, with ``"heldout"``, the second half of the held-out points
+  (the first half are the queries). Ids are kept.
+
+  ``"train"`` ranks unseen queries against codes the run fitted; ``"heldout"`` ranks unseen
+  against unseen, as the real protocols mostly do (CIFAR-10: 54,000 of the 59,000 database
+  images are not trained on), and so also scores how the codes generalise."""
+  if database not in DATABASES:
+    raise ValueError(f"validation database={database!r}; expected one of {DATABASES}")
   n = len(data.train)
   n_val = int(round(fraction * n)) if 0.0 < fraction < 1.0 else 0   # NaN, inf: refused
   if not 0.0 < fraction < 1.0 or n_val < 1 or n - n_val < 2:
@@ -47,7 +56,18 @@ def validation_data(data: RetrievalData, *, fraction: float = 0.2, seed: int = 0
   fit, val = take(data.train, ~held), take(data.train, held)
   stats = {"validation_of": data.name, "fraction": fraction, "seed": int(seed),
            "train": len(fit), "validation": len(val)}
-  return RetrievalData(f"{data.name}:validation", fit, val, fit, data.class_names,
+  if database == "train":
+    return RetrievalData(f"{data.name}:validation", fit, val, fit, data.class_names,
+                         stats=stats)
+  if n_val < 2:
+    raise ValueError(f"validation database='heldout' needs at least 2 held-out points, "
+                     f"got {n_val} (fraction={fraction!r} of {n})")
+  order = rng.permutation(n_val)
+  half = np.zeros(n_val, bool)
+  half[order[:(n_val + 1) // 2]] = True
+  query, base = take(val, half), take(val, ~half)
+  stats.update(validation=len(query), database=len(base))
+  return RetrievalData(f"{data.name}:validation", fit, query, base, data.class_names,
                        stats=stats)
 
 
@@ -98,10 +118,12 @@ class Selection:
   rows: list[dict[str, Any]]       # {"point", "score", "map", "nh"} per grid point
   bits: int
   fraction: float
+  database: str = "train"          # what the validation queries were ranked against
 
   def to_dict(self) -> dict[str, Any]:
     return {"best": self.best, "score": SCORE, "bits": self.bits,
-            "validation_fraction": self.fraction, "rows": self.rows}
+            "validation_fraction": self.fraction, "validation_database": self.database,
+            "rows": self.rows}
 
   def markdown(self) -> str:
     keys = list(self.best)
@@ -118,7 +140,8 @@ class Selection:
 
 def select(config: ml_collections.ConfigDict, data: RetrievalData,
            grid: Mapping[str, Sequence[Any]], workdir: str, *, bits: int | None = None,
-           fraction: float = 0.2, progress: bool = False) -> Selection:
+           fraction: float = 0.2, database: str = "train", progress: bool = False
+           ) -> Selection:
   """Trains one run per grid point on :func:`validation_data` of ``data`` and returns the
   point with the best tie-aware validation MAP (ties: the first point). A point whose run
   collapses scores what its codes score (``on_collapse="warn"`` inside the search)."""
@@ -127,7 +150,7 @@ def select(config: ml_collections.ConfigDict, data: RetrievalData,
   if not grid or not points:              # {} has one (empty) point: nothing to choose
     raise ValueError("the selection grid is empty")
   bits = int(bits or tuple(config.bits)[0])
-  val = validation_data(data, fraction=fraction, seed=int(config.seed))
+  val = validation_data(data, fraction=fraction, seed=int(config.seed), database=database)
   rows = []
   for i, point in enumerate(points):
     cfg = copy.deepcopy(config)
@@ -143,7 +166,7 @@ def select(config: ml_collections.ConfigDict, data: RetrievalData,
     log.info("selection %d/%d %s: validation MAP tie-aware %.4f", i + 1, len(points), point,
              score)
   best = max(rows, key=lambda r: r["score"])["point"]
-  selection = Selection(best, rows, bits, fraction)
+  selection = Selection(best, rows, bits, fraction, database)
   write_json(os.path.join(workdir, "selection.json"), selection.to_dict())
   return selection
 

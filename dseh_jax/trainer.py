@@ -80,7 +80,8 @@ class Trainer:
     self.key = jax.random.fold_in(jax.random.PRNGKey(config.seed), self.num_bits)
     keys = jax.random.split(self.key, 3)
     self.states = self.method.create_states(config, data, self.num_bits, keys)
-    schedules = {net: networks.make_schedule(config[net], self.num_train, net)
+    scale = networks.method_lr_scale(config)
+    schedules = {net: networks.make_schedule(config[net], self.num_train, net, scale)
                  for net in self.method.networks}
     steps = {net: ts.pmap_step(self.method.train_step(config, data, net), donate=True)
              for net in self.method.networks}

@@ -38,6 +38,10 @@ def define_flags(values: flags.FlagValues) -> None:
       flag_values=values)
   flags.DEFINE_float("select_fraction", 0.2, "share of the training points held out as "
                      "validation queries", flag_values=values)
+  flags.DEFINE_enum("select_database", "train", ["train", "heldout"], "what the validation "
+                    "queries are ranked against: the training points, or the other half of "
+                    "the held-out points (unseen, as most real databases)",
+                    flag_values=values)
   flags.DEFINE_bool("select_only", False, "stop after the selection (print and save its "
                     "table)", flag_values=values)
   flags.DEFINE_integer("host_devices", 0, "simulate N CPU devices (sets XLA_FLAGS before "
@@ -66,7 +70,8 @@ def select_and_apply(config, data, args) -> None:
   for key in grid:                       # a misspelt field fails before any training
     selection.set_field(config.copy_and_resolve_references(), key, grid[key][0])
   chosen = selection.select(config, data, grid, os.path.join(args.workdir, "selection"),
-                            fraction=args.select_fraction, progress=not args.no_progress)
+                            fraction=args.select_fraction, database=args.select_database,
+                            progress=not args.no_progress)
   print(f"\nValidation split ({args.select_fraction:.0%} of the training set), "
         f"{chosen.bits} bits:\n{chosen.markdown()}\n")
   for key, value in chosen.best.items():

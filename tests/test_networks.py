@@ -36,3 +36,29 @@ def test_new_state_is_train_state_create():
   assert int(got.step) == int(want.step) == 0
   _assert_same_leaves(got.opt_state, want.opt_state)
   _assert_same_leaves(got.params, want.params)
+
+
+def _first_update(config):
+  state = networks.create_imgnet_state(config, (12,), 8, 64, jax.random.PRNGKey(0))
+  grads = jax.tree_util.tree_map(jnp.ones_like, state.params)
+  updates, _ = state.tx.update(grads, state.opt_state, state.params)
+  return updates
+
+
+def test_method_lr_scale_multiplies_the_schedule_and_the_optimiser_steps():
+  from dseh_jax import methods
+  from test_trainer import tiny_config
+  config = methods.configure(tiny_config(), "hashnet")
+  config.imgnet.backbone = "none"
+  assert networks.method_lr_scale(config) == 1.0
+  assert networks.method_lr_scale(tiny_config()) == 1.0            # DSEH: no section field
+  base = _first_update(config)
+  base_lr = float(networks.make_schedule(config.imgnet, 64, networks.IMGNET)(0))
+  config.hashnet.lr_scale = 0.25
+  assert networks.method_lr_scale(config) == 0.25
+  scaled_lr = float(networks.make_schedule(config.imgnet, 64, networks.IMGNET,
+                                           networks.method_lr_scale(config))(0))
+  np.testing.assert_allclose(scaled_lr, 0.25 * base_lr, rtol=1e-7)
+  for b, s in zip(jax.tree_util.tree_leaves(base),
+                  jax.tree_util.tree_leaves(_first_update(config))):
+    np.testing.assert_allclose(np.asarray(s), 0.25 * np.asarray(b), rtol=1e-6, atol=1e-12)

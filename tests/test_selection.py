@@ -72,6 +72,27 @@ def test_validation_data_holds_out_train_rows():
   val.validate()
 
 
+def test_validation_data_heldout_database_is_unseen_and_disjoint():
+  data = _toy(40)
+  train_db = selection.validation_data(data, fraction=0.25, seed=3)
+  val = selection.validation_data(data, fraction=0.25, seed=3, database="heldout")
+  np.testing.assert_array_equal(val.train.ids, train_db.train.ids)   # the same fit rows
+  q, db, t = val.query.ids, val.database.ids, val.train.ids
+  assert (len(q), len(db), len(t)) == (5, 5, 30)
+  assert not np.intersect1d(q, db).size and not np.intersect1d(np.concatenate([q, db]), t).size
+  np.testing.assert_array_equal(np.sort(np.concatenate([q, db])), np.sort(train_db.query.ids))
+  for split in (val.query, val.database):
+    row = (split.ids - 100) // 7
+    np.testing.assert_array_equal(split.inputs[:, 0], row)
+    np.testing.assert_array_equal(split.labels, data.train.labels[row])
+  assert val.stats["validation"] == 5 and val.stats["database"] == 5
+  again = selection.validation_data(data, fraction=0.25, seed=3, database="heldout")
+  np.testing.assert_array_equal(again.query.ids, q)
+  val.validate()
+  with pytest.raises(ValueError, match="validation database='query'; expected one of"):
+    selection.validation_data(data, database="query")
+
+
 def test_validation_data_is_seeded():
   data = _toy(30)
   a = selection.validation_data(data, fraction=0.2, seed=0)
