@@ -34,8 +34,8 @@ def steps_per_epoch(num_train: int, batch_size: int, network: str) -> int:
 
 def method_lr_scale(config: ml_collections.ConfigDict) -> float:
   """The method's multiplier of the recipe's learning rates: ``config.<method>.lr_scale``
-  (1 where the method's section has none). A method whose loss wants another step size
-  than the recipe's (HashNet under Adam, whose update ignores a loss weight) sets it."""
+  (1 where the method's section has none), for a method whose loss wants another step size
+  than the recipe's: under the recipes' Adam a weight on the loss would not change it."""
   section = config.get(config.get("method", "dseh"))
   if not isinstance(section, ml_collections.ConfigDict):
     return 1.0

@@ -15,11 +15,10 @@ rounded down to a multiple of ``step_size`` (the authors' code). ``config.hashne
 ``10 / K`` (``alpha = 0``) the likelihood stays near
 ``2 log 2`` on a network trained from scratch, as ``Θ`` is too small to separate the pairs.
 
-``lr_scale`` = 0.3, chosen on the same validation splits (2026-12-08; the recipes use Adam,
-which a loss weight would not change): CIFAR-10 pixels .393 at 0.3 against .306 at 1 and
-.258 / .144 at 0.1 / 0.03 (all at γ = .005; γ = .02 gave .216 / .280 / .260 at 0.03 / 0.1
-/ 0.3, γ = .002 .297 at 1), and the embedded digits .656 at 0.3 against .650 at 1 and .625
-at 3.
+``lr_scale`` = 1 (the recipe's rates). The validation split of CIFAR-10 pixels prefers 0.3
+(tie-aware .393 against .306 at 1, the training points as database; .201 against .170 with a
+held-out database), and so do the digits (.656 against .650), but CIFAR-10's queries score
+.1697 at 0.3 against .1826 at 1 (2026-12-08; docs/methods.md, "Comparison table").
 """
 from dseh_jax import baseline_losses
 from dseh_jax.methods.base import configure_section
