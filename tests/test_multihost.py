@@ -23,6 +23,13 @@ SPLITS = ("train_codes", "query_codes", "database_codes")
 FEATURES = {}           # the features file of this module's runs
 
 
+def _stderr_tail(proc, chars: int = 3000) -> str:
+  """The end of ``proc``'s stderr without native stack frames (``    @ 0x…``), so that an
+  abort's own message (``F… Check failed …``) is not pushed out by its stack trace."""
+  lines = [l for l in proc.stderr.splitlines() if not l.lstrip().startswith("@ ")]
+  return "\n".join(lines)[-chars:]
+
+
 def _train(workdir):
   tiny = ["data.name=features", f"data.kwargs.path={FEATURES['path']}",
           "imgnet.backbone=none", "labnet.hidden_units=32", "labnet.semantic_units=16",
@@ -71,7 +78,7 @@ def runs(tmp_path_factory):
   done = {"1x1": _one_process(root / "1x1", 1), "1x2": _one_process(root / "1x2", 2),
           "2x1": _two_processes(root / "2x1", root / "logs")}
   for name, proc in done.items():
-    assert proc.returncode == 0, (name, proc.stdout[-2000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, (name, proc.stdout[-2000:], _stderr_tail(proc))
   return root, done
 
 
@@ -176,7 +183,7 @@ def test_the_embedded_digits_give_the_same_codes_on_two_processes(tmp_path):
                "--processes", "2", "--devices_per_process", "1", "--", *train(tmp_path / "2x1")],
               env=_env(), capture_output=True, text=True, timeout=900)}
   for name, proc in runs.items():
-    assert proc.returncode == 0, (name, proc.stdout[-2000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, (name, proc.stdout[-2000:], _stderr_tail(proc))
   ref = _codes(tmp_path / "1x2")
   assert len(np.unique(ref["train_codes"], axis=0)) > 5          # codes that differ
   for split in SPLITS:          # the same global devices, the same sums: bit for bit
